@@ -1,0 +1,3 @@
+//! Small helpers shared by several stages.
+
+pub mod rng;
