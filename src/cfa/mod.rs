@@ -10,5 +10,6 @@ pub mod anomaly_map;
 pub mod blur;
 pub mod descriptor;
 pub mod distance;
+pub mod graph;
 pub mod preprocess;
 pub mod resize;

@@ -1,4 +1,7 @@
 //! Models: the ONNX Runtime environment, model bundles and the sessions that run them.
 
+pub mod bundle;
+pub mod manifest;
 pub mod runtime;
+pub mod scorer;
 pub mod tensors;

@@ -1,0 +1,234 @@
+//! A model bundle on disk (design.md §2): `model.toml`, `backbone.onnx`, `descriptor.onnx`,
+//! `weights.safetensors`.
+//!
+//! Loading verifies every hash, shape and version before anything runs, and each failure names
+//! the file and what is wrong with it. Writing goes to a temporary sibling directory that is
+//! renamed into place, so an interrupted write never leaves half a bundle.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use ndarray::{Array1, Array2, ArrayD, Ix1, Ix2};
+use sha2::{Digest, Sha256};
+
+use super::manifest::{Manifest, ManifestProblem};
+use super::tensors::{self, TensorFile, TensorFileError};
+use crate::cfa::descriptor::DescriptorWeights;
+use crate::cfa::graph::{self, GraphShape};
+
+/// The manifest's file name inside a bundle.
+pub const MANIFEST_FILE: &str = "model.toml";
+
+/// Errors loading or writing a bundle. Every variant names the file involved.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path} is not a valid manifest: {reason}")]
+    Manifest { path: PathBuf, reason: String },
+    #[error("{path}: {problem}")]
+    Invalid { path: PathBuf, problem: ManifestProblem },
+    #[error("{path} does not match its manifest hash (expected sha256 {expected}, found {actual}); the file was changed or corrupted: re-copy the bundle or retrain")]
+    Hash { path: PathBuf, expected: String, actual: String },
+    #[error(transparent)]
+    Tensors(#[from] TensorFileError),
+    #[error("{path}: {reason}")]
+    Graph { path: PathBuf, reason: String },
+}
+
+/// A verified bundle in memory.
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    /// Contents of the backbone graph, hash-checked.
+    pub backbone_onnx: Vec<u8>,
+    /// Contents of the descriptor + kNN graph, hash-checked.
+    pub descriptor_onnx: Vec<u8>,
+    pub weights: DescriptorWeights,
+    /// Memory bank `[C', N]`.
+    pub bank: Array2<f32>,
+    /// Trained radius, when the bundle stores one.
+    pub radius: Option<f32>,
+}
+
+/// Hex sha256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, BundleError> {
+    std::fs::read(path).map_err(|source| BundleError::Io { path: path.to_path_buf(), source })
+}
+
+fn read_verified(dir: &Path, file: &str, expected: &str) -> Result<Vec<u8>, BundleError> {
+    let path = dir.join(file);
+    let bytes = read(&path)?;
+    let actual = sha256_hex(&bytes);
+    if !actual.eq_ignore_ascii_case(expected) {
+        return Err(BundleError::Hash { path, expected: expected.to_string(), actual });
+    }
+    Ok(bytes)
+}
+
+impl Bundle {
+    /// Loads and verifies the bundle in `dir`.
+    pub fn load(dir: &Path) -> Result<Bundle, BundleError> {
+        let manifest = load_manifest(dir)?;
+        let backbone_onnx = read_verified(dir, &manifest.backbone.file, &manifest.backbone.sha256)?;
+        let descriptor_onnx = read_verified(dir, &manifest.descriptor.file, &manifest.descriptor.sha256)?;
+        let weights_path = dir.join(&manifest.weights.file);
+        read_verified(dir, &manifest.weights.file, &manifest.weights.sha256)?;
+        let (weights, bank, radius) = load_weights(&weights_path, &manifest)?;
+        Ok(Bundle { dir: dir.to_path_buf(), manifest, backbone_onnx, descriptor_onnx, weights, bank, radius })
+    }
+
+    /// The shapes the descriptor graph was generated for.
+    pub fn graph_shape(&self) -> GraphShape {
+        GraphShape {
+            channels: self.manifest.backbone.channels,
+            grid: self.manifest.input.patch_grid(),
+            k: self.manifest.cfa.k,
+        }
+    }
+
+    /// A short id for results: the model id and the first 12 hex digits of the weights hash.
+    pub fn short_sha(&self) -> &str {
+        &self.manifest.weights.sha256[..12.min(self.manifest.weights.sha256.len())]
+    }
+}
+
+/// Reads and validates `model.toml`.
+pub fn load_manifest(dir: &Path) -> Result<Manifest, BundleError> {
+    let path = dir.join(MANIFEST_FILE);
+    if !dir.is_dir() {
+        let source = std::io::Error::new(std::io::ErrorKind::NotFound, "model bundle directory not found");
+        return Err(BundleError::Io { path: dir.to_path_buf(), source });
+    }
+    let text =
+        std::fs::read_to_string(&path).map_err(|source| BundleError::Io { path: path.clone(), source })?;
+    // Check the version before the full parse, so a future format with new fields says "upgrade",
+    // not "unknown field".
+    if let Ok(v) = text.parse::<toml::Table>() {
+        if let Some(version) = v.get("format_version").and_then(|v| v.as_integer()) {
+            if version > super::manifest::FORMAT_VERSION as i64 {
+                let problem = ManifestProblem {
+                    field: "format_version",
+                    problem: format!(
+                        "bundle format {version} is newer than this inspectd understands ({}); upgrade inspectd",
+                        super::manifest::FORMAT_VERSION
+                    ),
+                };
+                return Err(BundleError::Invalid { path, problem });
+            }
+        }
+    }
+    let manifest: Manifest = toml::from_str(&text)
+        .map_err(|e| BundleError::Manifest { path: path.clone(), reason: e.to_string() })?;
+    manifest.validate().map_err(|problem| BundleError::Invalid { path, problem })?;
+    Ok(manifest)
+}
+
+fn load_weights(
+    path: &Path,
+    m: &Manifest,
+) -> Result<(DescriptorWeights, Array2<f32>, Option<f32>), BundleError> {
+    let file = TensorFile::open(path)?;
+    let (c_out, c_in) = (m.cfa.descriptor_channels, m.feature_channels() + 2);
+    let weight =
+        file.get_shaped("descriptor.weight", &[c_out, c_in])?.into_dimensionality::<Ix2>().expect("checked");
+    let bias = file.get_shaped("descriptor.bias", &[c_out])?.into_dimensionality::<Ix1>().expect("checked");
+    let bank = file
+        .get_shaped("memory_bank", &[c_out, m.cfa.memory_size])?
+        .into_dimensionality::<Ix2>()
+        .expect("checked");
+    let radius = match file.names().iter().any(|n| n == "radius") {
+        true => Some(file.get_shaped("radius", &[1])?[[0]]),
+        false => None,
+    };
+    Ok((DescriptorWeights { weight, bias }, bank, radius))
+}
+
+/// What a new bundle is made of; [`write`] generates the descriptor graph and hashes.
+pub struct BundleParts<'a> {
+    pub manifest: Manifest,
+    pub backbone_onnx: &'a [u8],
+    pub weights: &'a DescriptorWeights,
+    pub bank: &'a Array2<f32>,
+    pub radius: Option<f32>,
+}
+
+/// Writes a complete bundle to `dir` atomically (temporary sibling, then rename), replacing an
+/// existing bundle there. Returns the manifest as written (with hashes filled in).
+pub fn write(dir: &Path, parts: BundleParts<'_>) -> Result<Manifest, BundleError> {
+    let mut manifest = parts.manifest;
+    let shape = GraphShape {
+        channels: manifest.backbone.channels,
+        grid: manifest.input.patch_grid(),
+        k: manifest.cfa.k,
+    };
+    let descriptor =
+        graph::descriptor_knn_model(shape, parts.weights, parts.bank.view(), graph::DEFAULT_CHUNK_ROWS)
+            .map_err(|e| BundleError::Graph {
+                path: dir.join(&manifest.descriptor.file),
+                reason: e.to_string(),
+            })?
+            .encode();
+    let weights = tensors::to_bytes(&weight_tensors(parts.weights, parts.bank, parts.radius));
+    manifest.backbone.sha256 = sha256_hex(parts.backbone_onnx);
+    manifest.descriptor.sha256 = sha256_hex(&descriptor);
+    manifest.weights.sha256 = sha256_hex(&weights);
+    manifest.validate().map_err(|problem| BundleError::Invalid { path: dir.join(MANIFEST_FILE), problem })?;
+    let text = toml::to_string_pretty(&manifest).expect("manifest serialises");
+    let files: [(&str, &[u8]); 4] = [
+        (&manifest.backbone.file, parts.backbone_onnx),
+        (&manifest.descriptor.file, &descriptor),
+        (&manifest.weights.file, &weights),
+        (MANIFEST_FILE, text.as_bytes()),
+    ];
+    write_atomically(dir, &files)?;
+    Ok(manifest)
+}
+
+fn weight_tensors(
+    weights: &DescriptorWeights,
+    bank: &Array2<f32>,
+    radius: Option<f32>,
+) -> BTreeMap<String, ArrayD<f32>> {
+    let mut map = BTreeMap::new();
+    map.insert("descriptor.weight".to_string(), weights.weight.clone().into_dyn());
+    map.insert("descriptor.bias".to_string(), weights.bias.clone().into_dyn());
+    map.insert("memory_bank".to_string(), bank.clone().into_dyn());
+    if let Some(r) = radius {
+        map.insert("radius".to_string(), Array1::from_elem(1, r).into_dyn());
+    }
+    map
+}
+
+/// Writes `files` into a fresh temporary directory next to `dir`, syncs them, and renames it
+/// over `dir` (moving an old bundle aside first and removing it after).
+fn write_atomically(dir: &Path, files: &[(&str, &[u8])]) -> Result<(), BundleError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| BundleError::Io { path, source }
+    };
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(io(parent))?;
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "bundle".into());
+    let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir(&tmp).map_err(io(&tmp))?;
+    for (file, bytes) in files {
+        let path = tmp.join(file);
+        let mut f = std::fs::File::create(&path).map_err(io(&path))?;
+        std::io::Write::write_all(&mut f, bytes).map_err(io(&path))?;
+        f.sync_all().map_err(io(&path))?;
+    }
+    let old = parent.join(format!(".{name}.old-{}", std::process::id()));
+    if dir.exists() {
+        std::fs::rename(dir, &old).map_err(io(dir))?;
+    }
+    std::fs::rename(&tmp, dir).map_err(io(dir))?;
+    let _ = std::fs::remove_dir_all(&old);
+    Ok(())
+}

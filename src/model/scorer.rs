@@ -1,0 +1,154 @@
+//! Runs a bundle: backbone session → descriptor/kNN session → anomaly map on the CPU.
+//!
+//! A [`Scorer`] owns its ONNX Runtime sessions and is used from one thread at a time; the
+//! [`super::worker`] gives it a dedicated thread.
+
+use std::time::{Duration, Instant};
+
+use ndarray::{Array2, ArrayView2, Axis, Ix3};
+use ort::session::Session;
+use ort::value::TensorRef;
+
+use super::bundle::Bundle;
+use super::runtime::{Provider, Runtime, RuntimeError};
+use crate::cfa::anomaly_map;
+use crate::cfa::blur::GaussianBlur;
+
+/// Normalised images at the model's input size, planar `[count, 3, height, width]`.
+#[derive(Debug, Clone)]
+pub struct ImageBatch {
+    pub data: Vec<f32>,
+    pub count: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
+impl ImageBatch {
+    /// An all-zero batch (the mean image), used for warm-up.
+    pub fn zeros(count: usize, height: usize, width: usize) -> Self {
+        ImageBatch { data: vec![0.0; count * 3 * height * width], count, height, width }
+    }
+}
+
+/// One image's result.
+#[derive(Debug, Clone)]
+pub struct Scored {
+    /// Raw image score: the anomaly map's maximum.
+    pub score: f32,
+    /// Per-pixel anomaly map at the model's input size.
+    pub map: Array2<f32>,
+}
+
+/// Wall time per stage for one batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StageTimes {
+    pub backbone: Duration,
+    /// Descriptor and kNN, which run as one graph.
+    pub descriptor_knn: Duration,
+    /// Softmin patch scores, upsampling, blur and the image score.
+    pub post: Duration,
+}
+
+/// Errors while scoring.
+#[derive(Debug, thiserror::Error)]
+pub enum ScoreError {
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("{stage} failed: {reason}")]
+    Inference { stage: &'static str, reason: String },
+    #[error("batch of {got_h}x{got_w} images does not match the model input {want_h}x{want_w}")]
+    Size { got_h: usize, got_w: usize, want_h: usize, want_w: usize },
+}
+
+fn inference(stage: &'static str) -> impl Fn(ort::Error) -> ScoreError {
+    move |e| ScoreError::Inference { stage, reason: e.to_string() }
+}
+
+/// A loaded, warmed-up model.
+pub struct Scorer {
+    backbone: Session,
+    descriptor: Session,
+    provider: Provider,
+    height: usize,
+    width: usize,
+    grid: (usize, usize),
+    blur: GaussianBlur,
+}
+
+impl Scorer {
+    /// Creates both sessions and runs one warm-up batch, so the first real frame is not slow.
+    pub fn new(runtime: &Runtime, bundle: &Bundle) -> Result<Scorer, ScoreError> {
+        let backbone_name = bundle.dir.join(&bundle.manifest.backbone.file).display().to_string();
+        let descriptor_name = bundle.dir.join(&bundle.manifest.descriptor.file).display().to_string();
+        let (backbone, provider) = runtime.session(&backbone_name, &bundle.backbone_onnx)?;
+        let (descriptor, _) = runtime.session(&descriptor_name, &bundle.descriptor_onnx)?;
+        let input = &bundle.manifest.input;
+        let mut scorer = Scorer {
+            backbone,
+            descriptor,
+            provider,
+            height: input.height as usize,
+            width: input.width as usize,
+            grid: input.patch_grid(),
+            blur: GaussianBlur::new(bundle.manifest.cfa.sigma),
+        };
+        scorer.score(&ImageBatch::zeros(1, scorer.height, scorer.width))?;
+        Ok(scorer)
+    }
+
+    /// The execution provider the backbone runs on.
+    pub fn provider(&self) -> Provider {
+        self.provider
+    }
+
+    /// Input size `(height, width)`.
+    pub fn input_size(&self) -> (usize, usize) {
+        (self.height, self.width)
+    }
+
+    /// Backbone and descriptor/kNN: the K nearest squared distances `[B, h·w, K]`.
+    pub fn nearest(&mut self, batch: &ImageBatch) -> Result<(ndarray::Array3<f32>, StageTimes), ScoreError> {
+        if (batch.height, batch.width) != (self.height, self.width) {
+            return Err(ScoreError::Size {
+                got_h: batch.height,
+                got_w: batch.width,
+                want_h: self.height,
+                want_w: self.width,
+            });
+        }
+        let mut times = StageTimes::default();
+        let started = Instant::now();
+        let shape = [batch.count, 3, batch.height, batch.width];
+        let image = TensorRef::from_array_view((shape, batch.data.as_slice()))
+            .map_err(inference("backbone input"))?;
+        let features = self.backbone.run(ort::inputs!["image" => image]).map_err(inference("backbone"))?;
+        times.backbone = started.elapsed();
+        let started = Instant::now();
+        let inputs = ort::inputs!["f1" => &features["f1"], "f2" => &features["f2"], "f3" => &features["f3"]];
+        let out = self.descriptor.run(inputs).map_err(inference("descriptor"))?;
+        let topk = out["topk"].try_extract_array::<f32>().map_err(inference("descriptor output"))?;
+        let topk = topk
+            .into_dimensionality::<Ix3>()
+            .map_err(|e| ScoreError::Inference { stage: "descriptor output", reason: e.to_string() })?;
+        let topk = topk.to_owned();
+        times.descriptor_knn = started.elapsed();
+        Ok((topk, times))
+    }
+
+    /// Scores a batch: per-image anomaly maps and scores, with stage timings.
+    pub fn score(&mut self, batch: &ImageBatch) -> Result<(Vec<Scored>, StageTimes), ScoreError> {
+        let (topk, mut times) = self.nearest(batch)?;
+        let started = Instant::now();
+        let scored = topk.axis_iter(Axis(0)).map(|nearest| self.post(nearest)).collect();
+        times.post = started.elapsed();
+        Ok((scored, times))
+    }
+
+    /// Anomaly map and score from one image's nearest distances.
+    pub fn post(&self, nearest: ArrayView2<f32>) -> Scored {
+        let (h, w) = self.grid;
+        let patch = anomaly_map::patch_scores(nearest, h, w);
+        let map = anomaly_map::anomaly_map(patch.view(), self.height, self.width, &self.blur);
+        Scored { score: anomaly_map::image_score(map.view()), map }
+    }
+}
