@@ -85,7 +85,8 @@ pub struct RuntimeSettings {
     pub providers: Vec<Provider>,
     /// Providers whose absence is a hard error instead of a CPU fallback.
     pub required: Vec<Provider>,
-    /// Intra-op threads per session; 0 lets ONNX Runtime use one per physical core.
+    /// Intra-op threads of the process-wide pool all sessions share; 0 lets ONNX Runtime choose
+    /// (one per core). Fixed by the first [`Runtime::init`] of the process.
     pub intra_threads: usize,
 }
 
@@ -149,8 +150,9 @@ impl Runtime {
                 let env = ort::init_from(&library)
                     .map_err(|source| RuntimeError::Load { path: library.clone(), source })?
                     .with_name("inspectd")
+                    .with_global_thread_pool(thread_pool(settings.intra_threads)?)
                     .build()?;
-                info!(library = %library.display(), "ONNX Runtime loaded.");
+                info!(library = %library.display(), threads = settings.intra_threads, "ONNX Runtime loaded.");
                 ENVIRONMENT.get_or_init(|| (library.clone(), env)).clone()
             }
         };
@@ -223,6 +225,14 @@ impl Runtime {
         }
         Ok((builder, used.unwrap_or(Provider::Cpu)))
     }
+}
+
+/// One intra-op pool for all sessions. Per-session pools would each spin after a run and steal
+/// the cores from the next session (backbone, then descriptor), which halved kNN speed here.
+fn thread_pool(intra_threads: usize) -> Result<ort::environment::GlobalThreadPoolOptions, RuntimeError> {
+    Ok(ort::environment::GlobalThreadPoolOptions::default()
+        .with_intra_threads(intra_threads)?
+        .with_inter_threads(1)?)
 }
 
 /// Registers one provider, handing the builder back whether or not it worked.

@@ -13,6 +13,7 @@ use super::bundle::Bundle;
 use super::runtime::{Provider, Runtime, RuntimeError};
 use crate::cfa::anomaly_map;
 use crate::cfa::blur::GaussianBlur;
+use crate::cfa::preprocess::{self, Normalisation};
 
 /// Normalised images at the model's input size, planar `[count, 3, height, width]`.
 #[derive(Debug, Clone)]
@@ -24,6 +25,16 @@ pub struct ImageBatch {
 }
 
 impl ImageBatch {
+    /// Resizes and normalises `images` into one batch at `width × height`.
+    pub fn from_images(images: &[image::RgbImage], width: u32, height: u32, norm: &Normalisation) -> Self {
+        let plane = 3 * (width * height) as usize;
+        let mut data = vec![0.0; images.len() * plane];
+        for (img, out) in images.iter().zip(data.chunks_exact_mut(plane)) {
+            preprocess::normalise_into(&preprocess::resize(img, width, height), norm, out);
+        }
+        ImageBatch { data, count: images.len(), height: height as usize, width: width as usize }
+    }
+
     /// An all-zero batch (the mean image), used for warm-up.
     pub fn zeros(count: usize, height: usize, width: usize) -> Self {
         ImageBatch { data: vec![0.0; count * 3 * height * width], count, height, width }

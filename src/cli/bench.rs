@@ -1,0 +1,380 @@
+//! `inspectd bench`: per-stage milliseconds per image, images per second, and the kNN stage's
+//! GFLOP/s next to the machine's measured fp32 matrix-multiply peak.
+//!
+//! Production runs descriptor and kNN as one graph; to report them apart the benchmark
+//! generates the two halves as separate graphs from the same weights, and also times the fused
+//! graph so the two can be compared.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use ndarray::{Array2, Axis, Ix3};
+use ort::session::Session;
+use ort::value::TensorRef;
+use serde::Serialize;
+
+use super::RuntimeArgs;
+use crate::cfa::blur::GaussianBlur;
+use crate::cfa::descriptor::DescriptorWeights;
+use crate::cfa::graph::{self, GraphShape};
+use crate::cfa::{anomaly_map, preprocess};
+use crate::model::backbone;
+use crate::model::bundle::Bundle;
+use crate::model::runtime::Runtime;
+use crate::model::scorer::ImageBatch;
+use crate::onnx::{Dim, ElemType, Graph, Model, Node, Tensor};
+use crate::util::rng::SplitMix64;
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Model bundle to benchmark.
+    #[arg(long, value_name = "DIR", required_unless_present = "backbone")]
+    pub model: Option<PathBuf>,
+    /// Benchmark a backbone graph with a random descriptor and memory bank instead of a bundle.
+    #[arg(long, value_name = "FILE", conflicts_with = "model")]
+    pub backbone: Option<PathBuf>,
+    /// Input size (square) with --backbone.
+    #[arg(long, default_value_t = 256)]
+    pub size: u32,
+    /// Memory bank entries with --backbone.
+    #[arg(long, default_value_t = 4096)]
+    pub memory: usize,
+    /// Batch sizes to measure.
+    #[arg(long, value_delimiter = ',', default_value = "1,8")]
+    pub batch: Vec<usize>,
+    /// Seconds to measure each batch size for (after one warm-up batch).
+    #[arg(long, default_value_t = 5.0)]
+    pub seconds: f64,
+    /// Patches per kNN chunk in the generated graph.
+    #[arg(long, default_value_t = graph::DEFAULT_CHUNK_ROWS)]
+    pub knn_chunk: usize,
+    /// An image to decode in the preprocessing stage (default: a generated 640×480 PNG).
+    #[arg(long, value_name = "FILE")]
+    pub image: Option<PathBuf>,
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+/// What is being benchmarked.
+struct Subject {
+    backbone_onnx: Vec<u8>,
+    shape: GraphShape,
+    weights: DescriptorWeights,
+    bank: Array2<f32>,
+    width: u32,
+    height: u32,
+    sigma: f32,
+    name: String,
+}
+
+/// Milliseconds per image for each stage, for one batch size.
+#[derive(Debug, Default, Serialize)]
+struct StageReport {
+    batch: usize,
+    iterations: usize,
+    decode_preprocess_ms: f64,
+    backbone_ms: f64,
+    descriptor_ms: f64,
+    knn_ms: f64,
+    map_blur_ms: f64,
+    total_ms: f64,
+    fused_descriptor_knn_ms: f64,
+    images_per_second: f64,
+    knn_gflops: f64,
+    knn_fraction_of_peak: f64,
+    outside_models_fraction: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    model: String,
+    provider: String,
+    input: String,
+    memory_size: usize,
+    descriptor_channels: usize,
+    matmul_peak_gflops: f64,
+    stages: Vec<StageReport>,
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let runtime = Runtime::init(args.runtime.settings())?;
+    let subject = load_subject(&args, &runtime)?;
+    let sessions = Sessions::new(&runtime, &subject, args.knn_chunk)?;
+    let png = sample_png(args.image.as_ref())?;
+    let peak = matmul_peak(&runtime)?;
+    let mut report = Report {
+        model: subject.name.clone(),
+        provider: sessions.provider.clone(),
+        input: format!("{}x{}", subject.width, subject.height),
+        memory_size: subject.bank.ncols(),
+        descriptor_channels: subject.bank.nrows(),
+        matmul_peak_gflops: peak,
+        stages: Vec::new(),
+    };
+    let mut sessions = sessions;
+    for &b in &args.batch {
+        let stage = measure(&mut sessions, &subject, &png, b.max(1), args.seconds, peak)?;
+        report.stages.push(stage);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_table(&report);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn load_subject(args: &BenchArgs, runtime: &Runtime) -> anyhow::Result<Subject> {
+    if let Some(dir) = &args.model {
+        let b = Bundle::load(dir).context("cannot load the model bundle")?;
+        let m = &b.manifest;
+        return Ok(Subject {
+            shape: b.graph_shape(),
+            width: m.input.width,
+            height: m.input.height,
+            sigma: m.cfa.sigma,
+            name: m.model.id.clone(),
+            backbone_onnx: b.backbone_onnx,
+            weights: b.weights,
+            bank: b.bank,
+        });
+    }
+    let file = args.backbone.as_ref().expect("clap requires --model or --backbone");
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read backbone {}", file.display()))?;
+    let desc = backbone::describe(runtime, &file.display().to_string(), &bytes)?;
+    let c: usize = desc.channels.iter().sum();
+    let grid = (args.size.div_ceil(4) as usize, args.size.div_ceil(4) as usize);
+    let weights = DescriptorWeights::init(c, c, 0);
+    let mut rng = SplitMix64::new(1);
+    let bank = Array2::from_shape_simple_fn((c, args.memory), || rng.next_f32() - 0.5);
+    Ok(Subject {
+        backbone_onnx: bytes,
+        shape: GraphShape { channels: desc.channels, grid, k: 3 },
+        weights,
+        bank,
+        width: args.size,
+        height: args.size,
+        sigma: 4.0,
+        name: format!("{} (random descriptor)", desc.name),
+    })
+}
+
+struct Sessions {
+    backbone: Session,
+    descriptor: Session,
+    knn: Session,
+    fused: Session,
+    provider: String,
+}
+
+impl Sessions {
+    fn new(runtime: &Runtime, s: &Subject, chunk: usize) -> anyhow::Result<Sessions> {
+        let descriptor = graph::descriptor_model(s.shape, &s.weights)?.encode();
+        let knn = graph::knn_model(s.shape, s.bank.view(), chunk)?.encode();
+        let fused = graph::descriptor_knn_model(s.shape, &s.weights, s.bank.view(), chunk)?.encode();
+        let (backbone, provider) = runtime.session("backbone", &s.backbone_onnx)?;
+        Ok(Sessions {
+            backbone,
+            descriptor: runtime.session("descriptor (bench)", &descriptor)?.0,
+            knn: runtime.session("knn (bench)", &knn)?.0,
+            fused: runtime.session("descriptor+knn (bench)", &fused)?.0,
+            provider: provider.to_string(),
+        })
+    }
+}
+
+/// Accumulated wall time per stage over all measured batches.
+#[derive(Default)]
+struct Totals {
+    prep: Duration,
+    backbone: Duration,
+    descriptor: Duration,
+    knn: Duration,
+    post: Duration,
+    fused: Duration,
+}
+
+fn measure(
+    ss: &mut Sessions,
+    s: &Subject,
+    png: &[u8],
+    b: usize,
+    seconds: f64,
+    peak: f64,
+) -> anyhow::Result<StageReport> {
+    let blur = GaussianBlur::new(s.sigma);
+    one_batch(ss, s, png, b, &blur, &mut Totals::default())?; // warm-up at this batch size
+    let mut totals = Totals::default();
+    let started = Instant::now();
+    let mut iterations = 0;
+    while iterations < 3 || started.elapsed().as_secs_f64() < seconds {
+        one_batch(ss, s, png, b, &blur, &mut totals)?;
+        iterations += 1;
+    }
+    let per_image = |d: Duration| d.as_secs_f64() * 1e3 / (iterations * b) as f64;
+    let mut r = StageReport {
+        batch: b,
+        iterations,
+        decode_preprocess_ms: per_image(totals.prep),
+        backbone_ms: per_image(totals.backbone),
+        descriptor_ms: per_image(totals.descriptor),
+        knn_ms: per_image(totals.knn),
+        map_blur_ms: per_image(totals.post),
+        fused_descriptor_knn_ms: per_image(totals.fused),
+        ..StageReport::default()
+    };
+    r.total_ms = r.decode_preprocess_ms + r.backbone_ms + r.descriptor_ms + r.knn_ms + r.map_blur_ms;
+    r.images_per_second = 1e3 / r.total_ms;
+    let (h, w) = s.shape.grid;
+    let flops = 2.0 * (h * w) as f64 * s.bank.ncols() as f64 * s.bank.nrows() as f64;
+    r.knn_gflops = flops / (r.knn_ms * 1e-3) / 1e9;
+    r.knn_fraction_of_peak = r.knn_gflops / peak;
+    r.outside_models_fraction = (r.decode_preprocess_ms + r.map_blur_ms) / r.total_ms;
+    Ok(r)
+}
+
+fn one_batch(
+    ss: &mut Sessions,
+    s: &Subject,
+    png: &[u8],
+    b: usize,
+    blur: &GaussianBlur,
+    t: &mut Totals,
+) -> anyhow::Result<()> {
+    let clock = Instant::now();
+    let mut images = Vec::with_capacity(b);
+    for _ in 0..b {
+        let decoded = image::load_from_memory(png)?.to_rgb8();
+        images.push(preprocess::resize(&decoded, s.width, s.height));
+    }
+    let batch = ImageBatch::from_images(&images, s.width, s.height, &preprocess::Normalisation::IMAGENET);
+    t.prep += clock.elapsed();
+
+    let clock = Instant::now();
+    let shape = [b, 3, batch.height, batch.width];
+    let feats = ss
+        .backbone
+        .run(ort::inputs!["image" => TensorRef::from_array_view((shape, batch.data.as_slice()))?])?;
+    t.backbone += clock.elapsed();
+
+    let clock = Instant::now();
+    let phi =
+        ss.descriptor.run(ort::inputs!["f1" => &feats["f1"], "f2" => &feats["f2"], "f3" => &feats["f3"]])?;
+    t.descriptor += clock.elapsed();
+
+    let clock = Instant::now();
+    let knn = ss.knn.run(ort::inputs!["phi" => &phi["phi"]])?;
+    let topk = knn["topk"].try_extract_array::<f32>()?.into_dimensionality::<Ix3>()?.to_owned();
+    t.knn += clock.elapsed();
+
+    let clock = Instant::now();
+    let (h, w) = s.shape.grid;
+    for nearest in topk.axis_iter(Axis(0)) {
+        let patch = anomaly_map::patch_scores(nearest, h, w);
+        let map = anomaly_map::anomaly_map(patch.view(), s.height as usize, s.width as usize, blur);
+        std::hint::black_box(anomaly_map::image_score(map.view()));
+    }
+    t.post += clock.elapsed();
+
+    let clock = Instant::now();
+    let fused =
+        ss.fused.run(ort::inputs!["f1" => &feats["f1"], "f2" => &feats["f2"], "f3" => &feats["f3"]])?;
+    std::hint::black_box(fused["topk"].try_extract_array::<f32>()?.sum());
+    t.fused += clock.elapsed();
+    Ok(())
+}
+
+/// The best fp32 GFLOP/s of ONNX Runtime's own matrix multiply on large square matrices: the
+/// ceiling the kNN's matmul is compared against.
+fn matmul_peak(runtime: &Runtime) -> anyhow::Result<f64> {
+    let mut best: f64 = 0.0;
+    for n in [1024usize, 2048] {
+        let mut g = Graph::new("peak");
+        g.input("a", ElemType::Float, &[Dim::Fixed(n as i64), Dim::Fixed(n as i64)]);
+        let mut rng = SplitMix64::new(3);
+        let b: Vec<f32> = (0..n * n).map(|_| rng.next_f32()).collect();
+        g.initializer(Tensor::float("b", &[n as i64, n as i64], b)?);
+        g.node(Node::new("MatMul", &["a", "b"], &["c"]));
+        g.output("c", ElemType::Float, &[Dim::Fixed(n as i64), Dim::Fixed(n as i64)]);
+        let (mut session, _) = runtime.session("matmul peak", &Model::new(g).encode())?;
+        let a: Vec<f32> = (0..n * n).map(|_| rng.next_f32()).collect();
+        for i in 0..6 {
+            let clock = Instant::now();
+            let out =
+                session.run(ort::inputs!["a" => TensorRef::from_array_view(([n, n], a.as_slice()))?])?;
+            std::hint::black_box(&out["c"]);
+            let gflops = 2.0 * (n * n * n) as f64 / clock.elapsed().as_secs_f64() / 1e9;
+            if i > 0 {
+                best = best.max(gflops);
+            }
+        }
+    }
+    Ok(best)
+}
+
+/// PNG bytes to decode in the preprocessing stage: the given image, or a generated 640×480
+/// photo-like gradient with noise (so compression is realistic).
+fn sample_png(path: Option<&PathBuf>) -> anyhow::Result<Vec<u8>> {
+    if let Some(p) = path {
+        return std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
+    }
+    let mut rng = SplitMix64::new(9);
+    let img = image::RgbImage::from_fn(640, 480, |x, y| {
+        let n = (rng.next_f32() * 24.0) as u32;
+        image::Rgb([((x / 3 + n) % 256) as u8, ((y / 2 + n) % 256) as u8, ((x + y) / 5 % 256) as u8])
+    });
+    let mut bytes = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)?;
+    Ok(bytes)
+}
+
+fn print_table(r: &Report) {
+    println!(
+        "model {}  input {}  memory {}x{}  provider {}",
+        r.model, r.input, r.descriptor_channels, r.memory_size, r.provider
+    );
+    println!("fp32 matmul peak (ONNX Runtime, measured): {:.1} GFLOP/s", r.matmul_peak_gflops);
+    println!(
+        "{:>5} {:>10} {:>9} {:>10} {:>8} {:>9} {:>9} {:>9} {:>8} {:>11} {:>8}",
+        "batch",
+        "prep ms",
+        "backbone",
+        "descriptor",
+        "knn ms",
+        "map+blur",
+        "total ms",
+        "fused d+k",
+        "img/s",
+        "knn GFLOP/s",
+        "of peak"
+    );
+    for s in &r.stages {
+        println!(
+            "{:>5} {:>10.2} {:>9.2} {:>10.2} {:>8.2} {:>9.2} {:>9.2} {:>9.2} {:>8.1} {:>11.1} {:>7.0}%",
+            s.batch,
+            s.decode_preprocess_ms,
+            s.backbone_ms,
+            s.descriptor_ms,
+            s.knn_ms,
+            s.map_blur_ms,
+            s.total_ms,
+            s.fused_descriptor_knn_ms,
+            s.images_per_second,
+            s.knn_gflops,
+            s.knn_fraction_of_peak * 100.0
+        );
+    }
+    for s in &r.stages {
+        println!(
+            "batch {}: preprocessing + map/blur are {:.1}% of the total",
+            s.batch,
+            s.outside_models_fraction * 100.0
+        );
+    }
+}

@@ -1,0 +1,112 @@
+//! The command line: argument types (clap) and dispatch. `main.rs` only calls [`main`].
+//!
+//! Raw arguments are turned once into validated settings (ripgrep's pattern); each command
+//! returns `anyhow::Result`, and [`exit_code`] maps failures to the documented exit codes:
+//! 0 ok, 2 usage, 78 configuration error, 1 runtime failure.
+
+mod bench;
+mod score;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::model::runtime::{Provider, RuntimeSettings};
+
+/// Exit status for a configuration error (sysexits EX_CONFIG); systemd must not restart-loop on it.
+pub const EXIT_CONFIG: u8 = 78;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "inspectd",
+    version,
+    about = "Visual inspection daemon: cameras → CFA anomaly scoring → MQTT"
+)]
+pub struct Cli {
+    /// Log filter (error, warn, info, debug, trace, or a tracing directive).
+    #[arg(long, global = true, default_value = "info", env = "INSPECTD_LOG")]
+    pub log: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Score images with a model bundle: one JSON line per image.
+    Score(score::ScoreArgs),
+    /// Measure per-stage speed, throughput and the kNN's share of the machine's matmul peak.
+    Bench(bench::BenchArgs),
+}
+
+/// ONNX Runtime options shared by every command that runs a model.
+#[derive(Debug, Clone, Args)]
+pub struct RuntimeArgs {
+    /// Path of libonnxruntime.so (default: $ORT_DYLIB_PATH, then where scripts/setup installs it).
+    #[arg(long, value_name = "FILE")]
+    pub ort_library: Option<PathBuf>,
+    /// Execution providers to try, in order (tensorrt, cuda, cpu).
+    #[arg(long, value_delimiter = ',', default_value = "cpu", value_parser = parse_provider)]
+    pub providers: Vec<Provider>,
+    /// Providers that must work; otherwise inspectd exits instead of falling back to CPU.
+    #[arg(long, value_delimiter = ',', value_parser = parse_provider)]
+    pub require_provider: Vec<Provider>,
+    /// Intra-op threads per ONNX Runtime session (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+}
+
+fn parse_provider(s: &str) -> Result<Provider, String> {
+    Provider::parse(s)
+        .ok_or_else(|| format!("unknown execution provider '{s}' (expected tensorrt, cuda or cpu)"))
+}
+
+impl RuntimeArgs {
+    pub fn settings(&self) -> RuntimeSettings {
+        let mut providers = self.providers.clone();
+        // A required provider that is not listed would never be tried; list it first.
+        for p in self.require_provider.iter().rev() {
+            if !providers.contains(p) {
+                providers.insert(0, *p);
+            }
+        }
+        RuntimeSettings {
+            library: self.ort_library.clone(),
+            providers,
+            required: self.require_provider.clone(),
+            intra_threads: self.threads,
+        }
+    }
+}
+
+/// Runs the parsed command line and returns the process exit code.
+pub fn main(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Score(args) => score::run(args),
+        Command::Bench(args) => bench::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+/// Configuration problems exit 78, everything else 1.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    let config = e
+        .chain()
+        .any(|c| c.downcast_ref::<crate::model::runtime::RuntimeError>().is_some_and(is_config_error));
+    if config {
+        EXIT_CONFIG
+    } else {
+        1
+    }
+}
+
+fn is_config_error(e: &crate::model::runtime::RuntimeError) -> bool {
+    use crate::model::runtime::RuntimeError::*;
+    matches!(e, LibraryNotFound { .. } | Load { .. } | ProviderMissing { .. })
+}

@@ -1,0 +1,3 @@
+//! Where frames come from: image files and folders (cameras and videos arrive with the daemon).
+
+pub mod images;
