@@ -9,4 +9,5 @@ pub mod input;
 pub mod logging;
 pub mod model;
 pub mod onnx;
+pub mod train;
 pub mod util;

@@ -180,15 +180,23 @@ fn add_knn(
     g.initializer(Tensor::int64_1d("knn_out_shape", vec![-1, (h * w) as i64, shape.k as i64]));
     let nhwc = g.apply(Node::new("Transpose", &[phi], &[]).attr("perm", vec![0i64, 2, 3, 1]));
     let chunks = g.apply(Node::new("Reshape", &[&nhwc, "knn_chunk_shape"], &[]));
-    let body = knn_body(bank, shape.k, rows, c_out, n)?;
+    let body = knn_body(bank, shape.k, rows, c_out, n, false)?;
     let scanned =
         g.apply(Node::new("Scan", &[&chunks], &[]).attr("num_scan_inputs", 1i64).attr("body", body));
     Ok(g.apply(Node::new("Reshape", &[&scanned, "knn_out_shape"], &[])))
 }
 
-/// The Scan body for one chunk `x [R, C'] → d [R, K]`. The bank lives in the body's own
-/// initializers so ONNX Runtime can pre-pack it for its matrix multiply.
-fn knn_body(bank: ArrayView2<f32>, k: usize, rows: i64, c_out: usize, n: usize) -> Result<Graph, OnnxError> {
+/// The Scan body for one chunk `x [R, C'] → d [R, K]` (and the centres' indices `[R, K]` when
+/// `with_index`). The bank lives in the body's own initializers so ONNX Runtime can pre-pack it
+/// for its matrix multiply.
+fn knn_body(
+    bank: ArrayView2<f32>,
+    k: usize,
+    rows: i64,
+    c_out: usize,
+    n: usize,
+    with_index: bool,
+) -> Result<Graph, OnnxError> {
     let mut b = Graph::new("knn_chunk");
     b.input("x", ElemType::Float, &[Dim::Fixed(rows), fixed(c_out)]);
     let neg2: Vec<f32> = bank.iter().map(|v| -2.0 * v).collect();
@@ -209,7 +217,39 @@ fn knn_body(bank: ArrayView2<f32>, k: usize, rows: i64, c_out: usize, n: usize) 
     let full = b.apply(Node::new("Add", &["nearest", &x_sq], &[]));
     b.node(Node::new("Relu", &[&full], &["d"]));
     b.output("d", ElemType::Float, &[Dim::Fixed(rows), fixed(k)]);
+    if with_index {
+        b.output("nearest_index", ElemType::Int64, &[Dim::Fixed(rows), fixed(k)]);
+    }
     Ok(b)
+}
+
+/// Builds the kNN for training: patch rows `rows [P, C']` → their `k` smallest squared
+/// distances `dist [P, k]` and the centres' indices `index [P, k]`. P must be a multiple of
+/// `patches_per_image`; chunks are a divisor of it.
+pub fn knn_rows_model(
+    bank: ArrayView2<f32>,
+    k: usize,
+    patches_per_image: usize,
+    chunk_target: usize,
+) -> Result<Model, OnnxError> {
+    let (c_out, n) = bank.dim();
+    let rows = chunk_rows(patches_per_image, chunk_target) as i64;
+    let mut g = Graph::new("knn_rows");
+    g.input("rows", ElemType::Float, &[Dim::param("patches"), fixed(c_out)]);
+    g.initializer(Tensor::int64_1d("chunk_shape", vec![-1, rows, c_out as i64]));
+    g.initializer(Tensor::int64_1d("flat_shape", vec![-1, k as i64]));
+    let chunks = g.apply(Node::new("Reshape", &["rows", "chunk_shape"], &[]));
+    let body = knn_body(bank, k, rows, c_out, n, true)?;
+    g.node(
+        Node::new("Scan", &[&chunks], &["chunk_dist", "chunk_index"])
+            .attr("num_scan_inputs", 1i64)
+            .attr("body", body),
+    );
+    g.node(Node::new("Reshape", &["chunk_dist", "flat_shape"], &["dist"]));
+    g.node(Node::new("Reshape", &["chunk_index", "flat_shape"], &["index"]));
+    g.output("dist", ElemType::Float, &[Dim::param("patches"), fixed(k)]);
+    g.output("index", ElemType::Int64, &[Dim::param("patches"), fixed(k)]);
+    Ok(finish(g, "CFA memory-bank kNN with indices (training)"))
 }
 
 #[cfg(test)]

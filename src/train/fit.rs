@@ -1,0 +1,229 @@
+//! Fitting CFA: the memory bank from the untrained descriptor, then the descriptor trained with
+//! the CFA loss and AdamW (cfa.md §3–§4).
+//!
+//! Each step computes the descriptor on the CPU (a small matrix product), finds every patch's
+//! K+J nearest centres with the same ONNX Runtime kNN graph inference uses (the big matrix
+//! product, at the machine's matmul speed), and backpropagates through the selected
+//! neighbours only.
+
+use ndarray::{concatenate, s, Array1, Array2, ArrayView2, Axis};
+use ort::session::Session;
+use ort::value::TensorRef;
+
+use super::features::FeatureCache;
+use super::kmeans::kmeans;
+use super::loss::{cfa_loss, LossGrad};
+use super::optim::{AdamW, AdamWConfig};
+use crate::cfa::descriptor::DescriptorWeights;
+use crate::cfa::graph;
+use crate::model::manifest::RadiusMode;
+use crate::model::runtime::Runtime;
+use crate::model::scorer::ScoreError;
+use crate::util::rng::SplitMix64;
+
+/// Training hyper-parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FitConfig {
+    pub k: usize,
+    pub j: usize,
+    /// Initial radius (the final one too when fixed).
+    pub radius: f32,
+    pub radius_mode: RadiusMode,
+    pub gamma_c: usize,
+    pub gamma_d: usize,
+    pub epochs: usize,
+    /// Images per optimiser step.
+    pub batch: usize,
+    pub seed: u64,
+    pub optim: AdamWConfig,
+}
+
+impl Default for FitConfig {
+    fn default() -> Self {
+        FitConfig {
+            k: 3,
+            j: 3,
+            radius: 1e-5,
+            radius_mode: RadiusMode::Trainable,
+            gamma_c: 1,
+            gamma_d: 1,
+            epochs: 30,
+            batch: 4,
+            seed: 0,
+            optim: AdamWConfig::default(),
+        }
+    }
+}
+
+/// A fitted model.
+#[derive(Debug, Clone)]
+pub struct Fitted {
+    pub weights: DescriptorWeights,
+    /// `[C', N]`.
+    pub bank: Array2<f32>,
+    pub radius: f32,
+    /// Mean loss of each epoch.
+    pub epoch_losses: Vec<f32>,
+}
+
+/// Progress of the fit, reported after every step.
+#[derive(Debug, Clone, Copy)]
+pub struct StepProgress {
+    pub epoch: usize,
+    pub step: usize,
+    pub steps_per_epoch: usize,
+    pub loss: f32,
+}
+
+/// `phi = X·Wᵀ + b` for one image: `[h·w, C']`.
+pub fn descriptor_rows(x: ArrayView2<f32>, w: &DescriptorWeights) -> Array2<f32> {
+    let mut phi = x.dot(&w.weight.t());
+    phi += &w.bias;
+    phi
+}
+
+/// The memory bank `[C', N]`: the mean descriptor output over all images, compressed to
+/// `h·w / gamma_c` k-means centres when gamma_c > 1.
+pub fn memory_bank(cache: &FeatureCache, w: &DescriptorWeights, gamma_c: usize, seed: u64) -> Array2<f32> {
+    let mut mean = Array2::<f32>::zeros((cache.patches(), w.out_channels()));
+    for x in &cache.inputs {
+        mean += &descriptor_rows(x.view(), w);
+    }
+    mean /= cache.inputs.len() as f32;
+    let centres =
+        if gamma_c > 1 { kmeans(mean.view(), (cache.patches() / gamma_c).max(1), seed) } else { mean };
+    centres.reversed_axes().as_standard_layout().to_owned()
+}
+
+/// Gradients of the loss with respect to the descriptor's weight and bias, given each patch's
+/// K+J nearest centres (`index`, row-major `[P, K+J]`) and the loss gradient on their distances.
+/// `bank_rows` is the bank as `[N, C']`; `xs` are the batch's inputs in the order of `phi`'s rows.
+pub fn backprop(
+    xs: &[ArrayView2<f32>],
+    phi: &Array2<f32>,
+    index: &[i64],
+    lg: &LossGrad,
+    bank_rows: ArrayView2<f32>,
+) -> (Array2<f32>, Array1<f32>) {
+    let width = index.len() / phi.nrows();
+    let mut dphi = Array2::<f32>::zeros(phi.dim());
+    for (p, mut d) in dphi.axis_iter_mut(Axis(0)).enumerate() {
+        for s in 0..width {
+            let g = lg.grad[p * width + s];
+            if g != 0.0 {
+                let c = bank_rows.row(index[p * width + s] as usize);
+                // dD/dphi = 2 (phi - c)
+                d.zip_mut_with(&(&phi.row(p) - &c), |acc, diff| *acc += 2.0 * g * diff);
+            }
+        }
+    }
+    let rows = xs.first().map_or(0, |x| x.nrows());
+    let mut d_weight = Array2::<f32>::zeros((phi.ncols(), xs.first().map_or(0, |x| x.ncols())));
+    for (i, x) in xs.iter().enumerate() {
+        d_weight += &dphi.slice(s![i * rows..(i + 1) * rows, ..]).t().dot(x);
+    }
+    (d_weight, dphi.sum_axis(Axis(0)))
+}
+
+/// The training state: parameters, optimiser and the kNN session over the fixed bank.
+pub struct Trainer {
+    cfg: FitConfig,
+    weights: DescriptorWeights,
+    radius: f32,
+    bank: Array2<f32>,
+    bank_rows: Array2<f32>,
+    knn: Session,
+    optimiser: AdamW,
+}
+
+impl Trainer {
+    /// Initialises the descriptor (seeded), builds the memory bank and the kNN session.
+    pub fn new(runtime: &Runtime, cache: &FeatureCache, cfg: FitConfig) -> Result<Trainer, ScoreError> {
+        let c_in = cache.inputs[0].ncols() - 2;
+        let weights = DescriptorWeights::init(c_in, (c_in / cfg.gamma_d.max(1)).max(1), cfg.seed);
+        let bank = memory_bank(cache, &weights, cfg.gamma_c, cfg.seed);
+        let model =
+            graph::knn_rows_model(bank.view(), cfg.k + cfg.j, cache.patches(), graph::DEFAULT_CHUNK_ROWS)
+                .map_err(|e| ScoreError::Inference { stage: "training kNN graph", reason: e.to_string() })?;
+        let (knn, _) = runtime.session("training kNN", &model.encode())?;
+        let params = weights.weight.len() + weights.bias.len() + 1;
+        Ok(Trainer {
+            radius: cfg.radius,
+            bank_rows: bank.t().as_standard_layout().to_owned(),
+            bank,
+            optimiser: AdamW::new(cfg.optim, params),
+            weights,
+            knn,
+            cfg,
+        })
+    }
+
+    /// Runs all epochs; `progress` is called after every step.
+    pub fn fit(
+        mut self,
+        cache: &FeatureCache,
+        mut progress: impl FnMut(StepProgress),
+    ) -> Result<Fitted, ScoreError> {
+        let mut rng = SplitMix64::new(self.cfg.seed ^ 0x5EED);
+        let mut order: Vec<usize> = (0..cache.inputs.len()).collect();
+        let steps_per_epoch = order.len().div_ceil(self.cfg.batch.max(1));
+        let mut epoch_losses = Vec::with_capacity(self.cfg.epochs);
+        for epoch in 0..self.cfg.epochs {
+            shuffle(&mut order, &mut rng);
+            let mut total = 0.0;
+            for (step, batch) in order.chunks(self.cfg.batch.max(1)).enumerate() {
+                let loss = self.step(cache, batch)?;
+                total += loss;
+                progress(StepProgress { epoch, step, steps_per_epoch, loss });
+            }
+            epoch_losses.push(total / steps_per_epoch as f32);
+        }
+        Ok(Fitted { weights: self.weights, bank: self.bank, radius: self.radius, epoch_losses })
+    }
+
+    /// One optimiser step on the images `batch`; returns the loss before the update.
+    fn step(&mut self, cache: &FeatureCache, batch: &[usize]) -> Result<f32, ScoreError> {
+        let xs: Vec<ArrayView2<f32>> = batch.iter().map(|&i| cache.inputs[i].view()).collect();
+        let parts: Vec<Array2<f32>> = xs.iter().map(|x| descriptor_rows(*x, &self.weights)).collect();
+        let views: Vec<ArrayView2<f32>> = parts.iter().map(|p| p.view()).collect();
+        let phi = concatenate(Axis(0), &views).expect("same channel count");
+        let (dist, index) = self.nearest(&phi)?;
+        let lg = cfa_loss(&dist, self.cfg.k, self.cfg.j, self.radius);
+        let (d_weight, d_bias) = backprop(&xs, &phi, &index, &lg, self.bank_rows.view());
+        self.apply(&d_weight, &d_bias, lg.grad_radius);
+        Ok(lg.loss)
+    }
+
+    fn nearest(&mut self, phi: &Array2<f32>) -> Result<(Vec<f32>, Vec<i64>), ScoreError> {
+        let fail = |e: ort::Error| ScoreError::Inference { stage: "training kNN", reason: e.to_string() };
+        let rows = TensorRef::from_array_view(phi.view()).map_err(fail)?;
+        let out = self.knn.run(ort::inputs!["rows" => rows]).map_err(fail)?;
+        let dist = out["dist"].try_extract_tensor::<f32>().map_err(fail)?.1.to_vec();
+        let index = out["index"].try_extract_tensor::<i64>().map_err(fail)?.1.to_vec();
+        Ok((dist, index))
+    }
+
+    /// AdamW over the flat parameter vector `[weight, bias, radius]`.
+    fn apply(&mut self, d_weight: &Array2<f32>, d_bias: &Array1<f32>, d_radius: f32) {
+        let trainable = self.cfg.radius_mode == RadiusMode::Trainable;
+        let mut params: Vec<f32> =
+            self.weights.weight.iter().chain(self.weights.bias.iter()).copied().collect();
+        params.push(self.radius);
+        let mut grad: Vec<f32> = d_weight.iter().chain(d_bias.iter()).copied().collect();
+        grad.push(if trainable { d_radius } else { 0.0 });
+        self.optimiser.step(&mut params, &grad);
+        let (w, rest) = params.split_at(self.weights.weight.len());
+        self.weights.weight.as_slice_mut().expect("standard layout").copy_from_slice(w);
+        self.weights.bias.as_slice_mut().expect("standard layout").copy_from_slice(&rest[..rest.len() - 1]);
+        if trainable {
+            self.radius = rest[rest.len() - 1];
+        }
+    }
+}
+
+/// Fisher–Yates with our own RNG, so `--seed` fixes the order on every platform.
+fn shuffle(order: &mut [usize], rng: &mut SplitMix64) {
+    for i in (1..order.len()).rev() {
+        order.swap(i, rng.below(i + 1));
+    }
+}

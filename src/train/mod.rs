@@ -1,0 +1,7 @@
+//! `inspectd train`: fitting a CFA bundle from good images (cfa.md §2–§6).
+
+pub mod features;
+pub mod fit;
+pub mod kmeans;
+pub mod loss;
+pub mod optim;
