@@ -1,0 +1,167 @@
+//! Scoring an MVTec-AD-layout category with a bundle and computing its metrics
+//! (`inspectd eval`).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+use image::imageops::FilterType;
+use ndarray::Array2;
+use serde::Serialize;
+
+use super::metrics::{aupro, auroc, f1_at, pixel_auroc};
+use crate::input::images::{self, ImageError};
+use crate::input::mvtec::{self, TestImage};
+use crate::model::bundle::Bundle;
+use crate::model::scorer::{ImageBatch, ScoreError, Scorer};
+
+/// FPR limit of the standard AUPRO.
+pub const AUPRO_FPR_LIMIT: f64 = 0.3;
+
+/// Metrics of one category.
+#[derive(Debug, Clone, Serialize)]
+pub struct CategoryReport {
+    pub category: String,
+    pub model: String,
+    pub images: usize,
+    pub image_auroc: Option<f64>,
+    pub pixel_auroc: Option<f64>,
+    pub aupro: Option<f64>,
+    /// Threshold-based figures; absent when the bundle is not calibrated.
+    pub at_threshold: Option<ThresholdReport>,
+    pub per_defect: Vec<DefectReport>,
+    pub images_per_second: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ThresholdReport {
+    pub threshold: f32,
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+}
+
+/// One defect type against the good test images.
+#[derive(Debug, Clone, Serialize)]
+pub struct DefectReport {
+    pub defect: String,
+    pub images: usize,
+    pub image_auroc: Option<f64>,
+    pub pixel_auroc: Option<f64>,
+    pub mean_score: f32,
+    /// Share of this type's images at or above the threshold.
+    pub recall: Option<f64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error(transparent)]
+    Images(#[from] ImageError),
+    #[error(transparent)]
+    Score(#[from] ScoreError),
+}
+
+/// A scored test image.
+struct Scored {
+    test: TestImage,
+    score: f32,
+    map: Array2<f32>,
+}
+
+/// Scores every test image of `dir` and computes the metrics.
+pub fn evaluate(scorer: &mut Scorer, bundle: &Bundle, dir: &Path) -> Result<CategoryReport, EvalError> {
+    let tests = mvtec::test_images(dir)?;
+    let (h, w) = scorer.input_size();
+    let started = Instant::now();
+    let mut scored = Vec::with_capacity(tests.len());
+    for chunk in tests.chunks(8) {
+        let imgs = chunk.iter().map(|t| images::load_rgb(&t.path)).collect::<Result<Vec<_>, _>>()?;
+        let norm = bundle.manifest.input.normalisation();
+        let batch = ImageBatch::from_images(&imgs, w as u32, h as u32, &norm);
+        let (results, _) = scorer.score(&batch)?;
+        for (t, r) in chunk.iter().zip(results) {
+            scored.push(Scored { test: t.clone(), score: r.score, map: r.map });
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let masks = scored.iter().map(|s| load_mask(&s.test, h, w)).collect::<Result<Vec<_>, _>>()?;
+    let threshold = bundle.manifest.threshold.as_ref().map(|t| t.image);
+    Ok(CategoryReport {
+        category: dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        model: bundle.manifest.model.id.clone(),
+        images: scored.len(),
+        image_auroc: image_auroc(&scored, |_| true),
+        pixel_auroc: pixels(&scored, &masks, |_| true, |m, k| pixel_auroc(m, k)),
+        aupro: pixels(&scored, &masks, |_| true, |m, k| aupro(m, k, AUPRO_FPR_LIMIT)),
+        at_threshold: threshold.map(|t| at_threshold(&scored, t)),
+        per_defect: per_defect(&scored, &masks, threshold),
+        images_per_second: scored.len() as f64 / elapsed.max(1e-9),
+    })
+}
+
+/// The ground-truth mask at model size (nearest neighbour keeps it binary); all-normal for
+/// good images; `None` for a defect image without a mask (left out of pixel metrics).
+fn load_mask(t: &TestImage, h: usize, w: usize) -> Result<Option<Array2<bool>>, ImageError> {
+    if !t.is_anomalous() {
+        return Ok(Some(Array2::from_elem((h, w), false)));
+    }
+    let Some(path) = &t.mask else { return Ok(None) };
+    let grey = image::imageops::grayscale(&images::load_rgb(path)?);
+    let resized = image::imageops::resize(&grey, w as u32, h as u32, FilterType::Nearest);
+    Ok(Some(Array2::from_shape_fn((h, w), |(y, x)| resized.get_pixel(x as u32, y as u32)[0] > 127)))
+}
+
+fn image_auroc(scored: &[Scored], keep: impl Fn(&TestImage) -> bool) -> Option<f64> {
+    let kept: Vec<&Scored> = scored.iter().filter(|s| keep(&s.test)).collect();
+    let scores: Vec<f32> = kept.iter().map(|s| s.score).collect();
+    let labels: Vec<bool> = kept.iter().map(|s| s.test.is_anomalous()).collect();
+    auroc(&scores, &labels)
+}
+
+fn pixels(
+    scored: &[Scored],
+    masks: &[Option<Array2<bool>>],
+    keep: impl Fn(&TestImage) -> bool,
+    metric: impl Fn(&[ndarray::ArrayView2<f32>], &[ndarray::ArrayView2<bool>]) -> Option<f64>,
+) -> Option<f64> {
+    let (maps, masks): (Vec<_>, Vec<_>) = scored
+        .iter()
+        .zip(masks)
+        .filter(|(s, m)| keep(&s.test) && m.is_some())
+        .map(|(s, m)| (s.map.view(), m.as_ref().expect("filtered").view()))
+        .unzip();
+    metric(&maps, &masks)
+}
+
+fn at_threshold(scored: &[Scored], threshold: f32) -> ThresholdReport {
+    let scores: Vec<f32> = scored.iter().map(|s| s.score).collect();
+    let labels: Vec<bool> = scored.iter().map(|s| s.test.is_anomalous()).collect();
+    let c = f1_at(&scores, &labels, threshold);
+    ThresholdReport { threshold, precision: c.precision, recall: c.recall, f1: c.f1 }
+}
+
+fn per_defect(
+    scored: &[Scored],
+    masks: &[Option<Array2<bool>>],
+    threshold: Option<f32>,
+) -> Vec<DefectReport> {
+    let mut kinds: BTreeMap<&str, Vec<f32>> = BTreeMap::new();
+    for s in scored.iter().filter(|s| s.test.is_anomalous()) {
+        kinds.entry(&s.test.kind).or_default().push(s.score);
+    }
+    kinds
+        .into_iter()
+        .map(|(kind, scores)| {
+            let keep = |t: &TestImage| !t.is_anomalous() || t.kind == kind;
+            DefectReport {
+                defect: kind.to_string(),
+                images: scores.len(),
+                image_auroc: image_auroc(scored, keep),
+                pixel_auroc: pixels(scored, masks, keep, |m, k| pixel_auroc(m, k)),
+                mean_score: scores.iter().sum::<f32>() / scores.len() as f32,
+                recall: threshold
+                    .map(|t| scores.iter().filter(|&&s| s >= t).count() as f64 / scores.len() as f64),
+            }
+        })
+        .collect()
+}
