@@ -4,10 +4,12 @@
 
 pub mod cfa;
 pub mod cli;
+pub mod eval;
 pub mod heatmap;
 pub mod input;
 pub mod logging;
 pub mod model;
 pub mod onnx;
+pub mod synth;
 pub mod train;
 pub mod util;

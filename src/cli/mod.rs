@@ -5,7 +5,10 @@
 //! 0 ok, 2 usage, 78 configuration error, 1 runtime failure.
 
 mod bench;
+mod demo_data;
+mod eval;
 mod score;
+mod train;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,6 +38,12 @@ pub struct Cli {
 pub enum Command {
     /// Score images with a model bundle: one JSON line per image.
     Score(score::ScoreArgs),
+    /// Train a model bundle from good images (folders, MVTec categories).
+    Train(train::TrainArgs),
+    /// Metrics of a bundle on MVTec-AD-layout folders: AUROC, AUPRO, F1, per defect type.
+    Eval(eval::EvalArgs),
+    /// Write synthetic defect datasets (MVTec-AD layout) to try inspectd without a camera.
+    DemoData(demo_data::DemoDataArgs),
     /// Measure per-stage speed, throughput and the kNN's share of the machine's matmul peak.
     Bench(bench::BenchArgs),
 }
@@ -84,6 +93,9 @@ pub fn main(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Score(args) => score::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Train(args) => train::run(args),
+        Command::Eval(args) => eval::run(args),
+        Command::DemoData(args) => demo_data::run(args),
     };
     match result {
         Ok(code) => code,

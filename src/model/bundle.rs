@@ -149,45 +149,52 @@ fn load_weights(
     Ok((DescriptorWeights { weight, bias }, bank, radius))
 }
 
-/// What a new bundle is made of; [`write`] generates the descriptor graph and hashes.
-pub struct BundleParts<'a> {
-    pub manifest: Manifest,
-    pub backbone_onnx: &'a [u8],
-    pub weights: &'a DescriptorWeights,
-    pub bank: &'a Array2<f32>,
-    pub radius: Option<f32>,
+impl Bundle {
+    /// Assembles a new bundle in memory: generates the descriptor + kNN graph from the weights
+    /// and fills in every hash. Nothing is written until [`write`].
+    pub fn assemble(
+        dir: &Path,
+        mut manifest: Manifest,
+        backbone_onnx: Vec<u8>,
+        weights: DescriptorWeights,
+        bank: Array2<f32>,
+        radius: Option<f32>,
+    ) -> Result<Bundle, BundleError> {
+        let shape = GraphShape {
+            channels: manifest.backbone.channels,
+            grid: manifest.input.patch_grid(),
+            k: manifest.cfa.k,
+        };
+        let descriptor_onnx =
+            graph::descriptor_knn_model(shape, &weights, bank.view(), graph::DEFAULT_CHUNK_ROWS)
+                .map_err(|e| BundleError::Graph {
+                    path: dir.join(&manifest.descriptor.file),
+                    reason: e.to_string(),
+                })?
+                .encode();
+        manifest.backbone.sha256 = sha256_hex(&backbone_onnx);
+        manifest.descriptor.sha256 = sha256_hex(&descriptor_onnx);
+        manifest.weights.sha256 = sha256_hex(&tensors::to_bytes(&weight_tensors(&weights, &bank, radius)));
+        manifest
+            .validate()
+            .map_err(|problem| BundleError::Invalid { path: dir.join(MANIFEST_FILE), problem })?;
+        Ok(Bundle { dir: dir.to_path_buf(), manifest, backbone_onnx, descriptor_onnx, weights, bank, radius })
+    }
 }
 
-/// Writes a complete bundle to `dir` atomically (temporary sibling, then rename), replacing an
-/// existing bundle there. Returns the manifest as written (with hashes filled in).
-pub fn write(dir: &Path, parts: BundleParts<'_>) -> Result<Manifest, BundleError> {
-    let mut manifest = parts.manifest;
-    let shape = GraphShape {
-        channels: manifest.backbone.channels,
-        grid: manifest.input.patch_grid(),
-        k: manifest.cfa.k,
-    };
-    let descriptor =
-        graph::descriptor_knn_model(shape, parts.weights, parts.bank.view(), graph::DEFAULT_CHUNK_ROWS)
-            .map_err(|e| BundleError::Graph {
-                path: dir.join(&manifest.descriptor.file),
-                reason: e.to_string(),
-            })?
-            .encode();
-    let weights = tensors::to_bytes(&weight_tensors(parts.weights, parts.bank, parts.radius));
-    manifest.backbone.sha256 = sha256_hex(parts.backbone_onnx);
-    manifest.descriptor.sha256 = sha256_hex(&descriptor);
-    manifest.weights.sha256 = sha256_hex(&weights);
-    manifest.validate().map_err(|problem| BundleError::Invalid { path: dir.join(MANIFEST_FILE), problem })?;
-    let text = toml::to_string_pretty(&manifest).expect("manifest serialises");
+/// Writes `bundle` to `bundle.dir` atomically (temporary sibling, then rename), replacing an
+/// existing bundle there. The manifest is written as it is now (thresholds included).
+pub fn write(bundle: &Bundle) -> Result<(), BundleError> {
+    let weights = tensors::to_bytes(&weight_tensors(&bundle.weights, &bundle.bank, bundle.radius));
+    let m = &bundle.manifest;
+    let text = toml::to_string_pretty(m).expect("manifest serialises");
     let files: [(&str, &[u8]); 4] = [
-        (&manifest.backbone.file, parts.backbone_onnx),
-        (&manifest.descriptor.file, &descriptor),
-        (&manifest.weights.file, &weights),
+        (&m.backbone.file, &bundle.backbone_onnx),
+        (&m.descriptor.file, &bundle.descriptor_onnx),
+        (&m.weights.file, &weights),
         (MANIFEST_FILE, text.as_bytes()),
     ];
-    write_atomically(dir, &files)?;
-    Ok(manifest)
+    write_atomically(&bundle.dir, &files)
 }
 
 fn weight_tensors(

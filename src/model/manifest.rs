@@ -208,3 +208,36 @@ impl Manifest {
         self.backbone.channels.iter().sum()
     }
 }
+
+impl Manifest {
+    /// A manifest for a new bundle with the standard file names; hashes are filled in when the
+    /// bundle is assembled.
+    pub fn new(
+        id: &str,
+        backbone: &super::backbone::BackboneDescription,
+        input: InputInfo,
+        cfa: CfaParams,
+    ) -> Manifest {
+        let file = |name: &str| FileRef { file: name.to_string(), sha256: String::new() };
+        Manifest {
+            format_version: FORMAT_VERSION,
+            model: ModelInfo {
+                id: id.to_string(),
+                created_at: crate::util::time::now_rfc3339(),
+                inspectd_version: env!("CARGO_PKG_VERSION").to_string(),
+            },
+            backbone: BackboneInfo {
+                name: backbone.name.clone(),
+                file: "backbone.onnx".to_string(),
+                sha256: String::new(),
+                channels: backbone.channels,
+            },
+            input,
+            cfa,
+            descriptor: file("descriptor.onnx"),
+            weights: file("weights.safetensors"),
+            threshold: None,
+            training: None,
+        }
+    }
+}

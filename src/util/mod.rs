@@ -1,3 +1,4 @@
 //! Small helpers shared by several stages.
 
 pub mod rng;
+pub mod time;

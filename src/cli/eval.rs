@@ -1,0 +1,128 @@
+//! `inspectd eval --model DIR --data CATEGORY_DIR`: image/pixel AUROC, AUPRO, F1 at the
+//! bundle's threshold, per defect type, and throughput.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use serde::Serialize;
+
+use super::RuntimeArgs;
+use crate::eval::evaluate::{evaluate, CategoryReport};
+use crate::model::bundle::Bundle;
+use crate::model::runtime::Runtime;
+use crate::model::scorer::Scorer;
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Model bundle; give one per --data in the same order, or one for all.
+    #[arg(long, required = true, value_name = "DIR")]
+    pub model: Vec<PathBuf>,
+    /// MVTec-AD-layout category folder (test/<good|defect>/, ground_truth/<defect>/*_mask.png).
+    #[arg(long, required = true, value_name = "DIR")]
+    pub data: Vec<PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+#[derive(Debug, Serialize)]
+struct Summary {
+    categories: Vec<CategoryReport>,
+    mean: Option<Mean>,
+}
+
+#[derive(Debug, Serialize)]
+struct Mean {
+    image_auroc: Option<f64>,
+    pixel_auroc: Option<f64>,
+    aupro: Option<f64>,
+}
+
+pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        args.model.len() == 1 || args.model.len() == args.data.len(),
+        "give one --model for all --data folders, or one per --data ({} models, {} data folders)",
+        args.model.len(),
+        args.data.len()
+    );
+    let runtime = Runtime::init(args.runtime.settings())?;
+    let mut categories = Vec::new();
+    for (i, data) in args.data.iter().enumerate() {
+        let model = &args.model[i.min(args.model.len() - 1)];
+        let bundle = Bundle::load(model).context("cannot load the model bundle")?;
+        let mut scorer = Scorer::new(&runtime, &bundle)?;
+        let report =
+            evaluate(&mut scorer, &bundle, data).with_context(|| format!("evaluating {}", data.display()))?;
+        categories.push(report);
+    }
+    let mean = (categories.len() > 1).then(|| Mean {
+        image_auroc: mean(categories.iter().map(|c| c.image_auroc)),
+        pixel_auroc: mean(categories.iter().map(|c| c.pixel_auroc)),
+        aupro: mean(categories.iter().map(|c| c.aupro)),
+    });
+    let summary = Summary { categories, mean };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print_table(&summary);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn mean(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+    let v: Option<Vec<f64>> = values.collect();
+    v.filter(|v| !v.is_empty()).map(|v| v.iter().sum::<f64>() / v.len() as f64)
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| format!("{:.1}", v * 100.0))
+}
+
+fn print_table(s: &Summary) {
+    println!(
+        "{:<16} {:>6} {:>9} {:>9} {:>7} {:>6} {:>6} {:>6} {:>8}",
+        "category", "images", "img AUROC", "pix AUROC", "AUPRO", "prec", "recall", "F1", "img/s"
+    );
+    for c in &s.categories {
+        let t = c.at_threshold.as_ref();
+        println!(
+            "{:<16} {:>6} {:>9} {:>9} {:>7} {:>6} {:>6} {:>6} {:>8.1}",
+            c.category,
+            c.images,
+            pct(c.image_auroc),
+            pct(c.pixel_auroc),
+            pct(c.aupro),
+            pct(t.map(|t| t.precision)),
+            pct(t.map(|t| t.recall)),
+            pct(t.map(|t| t.f1)),
+            c.images_per_second
+        );
+        for d in &c.per_defect {
+            println!(
+                "  {:<14} {:>6} {:>9} {:>9} {:>7} {:>6} {:>6}",
+                d.defect,
+                d.images,
+                pct(d.image_auroc),
+                pct(d.pixel_auroc),
+                "",
+                "",
+                pct(d.recall)
+            );
+        }
+    }
+    if let Some(m) = &s.mean {
+        println!(
+            "{:<16} {:>6} {:>9} {:>9} {:>7}",
+            "mean",
+            "",
+            pct(m.image_auroc),
+            pct(m.pixel_auroc),
+            pct(m.aupro)
+        );
+    }
+    println!("(percentages; F1/precision/recall at the bundle's threshold, '-' when not calibrated)");
+}

@@ -1,0 +1,205 @@
+//! `inspectd train`: fit a bundle from good images, with a progress bar and a summary.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use tracing::warn;
+
+use super::RuntimeArgs;
+use crate::model::manifest::RadiusMode;
+use crate::model::runtime::Runtime;
+use crate::train::calibrate::NormalCalibration;
+use crate::train::fit::FitConfig;
+use crate::train::optim::AdamWConfig;
+use crate::train::run::{self, TrainEvent, TrainSettings};
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Good images: image files, folders of images, or MVTec-AD category folders (train/good).
+    #[arg(required = true, value_name = "INPUT")]
+    pub inputs: Vec<PathBuf>,
+    /// Bundle directory to write (replaced atomically if it exists).
+    #[arg(long, short, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Model id published with every result (default: the output folder's name).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Backbone graph (default: $INSPECTD_BACKBONE, the installed one, or .local/models/backbone.onnx).
+    #[arg(long, value_name = "FILE")]
+    pub backbone: Option<PathBuf>,
+    /// Model input size as WIDTHxHEIGHT or one number for a square.
+    #[arg(long, default_value = "256", value_parser = parse_size)]
+    pub size: (u32, u32),
+    #[arg(long, default_value_t = 30)]
+    pub epochs: usize,
+    /// Images per optimiser step.
+    #[arg(long, default_value_t = 4)]
+    pub batch: usize,
+    /// Seed for initialisation, shuffling and the hold-out split (same seed, same bundle).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Hypersphere radius: trained with the descriptor (the paper) or fixed (anomalib).
+    #[arg(long, value_enum, default_value = "trainable")]
+    pub radius_mode: RadiusModeArg,
+    /// Initial (or fixed) radius.
+    #[arg(long, default_value_t = 1e-5)]
+    pub radius: f32,
+    /// K nearest neighbours.
+    #[arg(long, default_value_t = 3)]
+    pub k: usize,
+    /// J hard negatives.
+    #[arg(long, default_value_t = 3)]
+    pub j: usize,
+    /// Memory bank compression (k-means to h·w/gamma_c centres when > 1).
+    #[arg(long, default_value_t = 1)]
+    pub gamma_c: usize,
+    /// Descriptor channel compression (C' = C/gamma_d).
+    #[arg(long, default_value_t = 1)]
+    pub gamma_d: usize,
+    /// Anomaly map blur sigma.
+    #[arg(long, default_value_t = 4.0)]
+    pub sigma: f32,
+    /// Fraction of good images held out to calibrate the threshold (never trained on).
+    #[arg(long, default_value_t = 0.2)]
+    pub holdout: f32,
+    /// Threshold quantile of the held-out good scores.
+    #[arg(long, default_value_t = 0.99)]
+    pub calibration_quantile: f64,
+    /// Threshold margin above that quantile, in standard deviations of the held-out scores.
+    #[arg(long, default_value_t = 1.0)]
+    pub calibration_margin: f32,
+    /// MVTec-layout category with labelled defects: use the F1-optimal threshold on it instead.
+    #[arg(long, value_name = "DIR")]
+    pub validation: Option<PathBuf>,
+    /// Fail with fewer usable training images than this.
+    #[arg(long, default_value_t = 2)]
+    pub min_images: usize,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum RadiusModeArg {
+    Trainable,
+    Fixed,
+}
+
+pub fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let parse =
+        |v: &str| v.trim().parse::<u32>().map_err(|_| format!("'{s}' is not a size (use 256 or 320x256)"));
+    let (w, h) = match s.split_once(['x', 'X']) {
+        Some((w, h)) => (parse(w)?, parse(h)?),
+        None => (parse(s)?, parse(s)?),
+    };
+    if w < 32 || h < 32 || w > 4096 || h > 4096 {
+        return Err(format!("size {w}x{h} is outside 32..4096"));
+    }
+    Ok((w, h))
+}
+
+impl TrainArgs {
+    fn settings(&self) -> TrainSettings {
+        let id = self.id.clone().unwrap_or_else(|| {
+            self.out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into())
+        });
+        TrainSettings {
+            inputs: self.inputs.clone(),
+            out: self.out.clone(),
+            backbone: self.backbone.clone().unwrap_or_else(run::default_backbone),
+            model_id: id,
+            width: self.size.0,
+            height: self.size.1,
+            fit: FitConfig {
+                k: self.k,
+                j: self.j,
+                radius: self.radius,
+                radius_mode: match self.radius_mode {
+                    RadiusModeArg::Trainable => RadiusMode::Trainable,
+                    RadiusModeArg::Fixed => RadiusMode::Fixed,
+                },
+                gamma_c: self.gamma_c,
+                gamma_d: self.gamma_d,
+                epochs: self.epochs,
+                batch: self.batch,
+                seed: self.seed,
+                optim: AdamWConfig::default(),
+            },
+            sigma: self.sigma,
+            holdout: self.holdout,
+            calibration: NormalCalibration {
+                quantile: self.calibration_quantile,
+                margin_std: self.calibration_margin,
+            },
+            validation: self.validation.clone(),
+            min_images: self.min_images,
+        }
+    }
+}
+
+pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        args.k >= 1 && args.batch >= 1 && args.epochs >= 1,
+        "--k, --batch and --epochs must be at least 1"
+    );
+    anyhow::ensure!((0.0..0.9).contains(&args.holdout), "--holdout must be in [0, 0.9)");
+    let settings = args.settings();
+    let runtime = Runtime::init(args.runtime.settings())?;
+    let bar = ProgressBar::new(0).with_style(style("{msg:>12} [{bar:30}] {pos}/{len}"));
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let epochs = settings.fit.epochs;
+    let mut on = |e: TrainEvent| progress(&bar, epochs, e);
+    let report = run::train(&runtime, &settings, &mut on).context("training failed")?;
+    bar.finish_and_clear();
+    eprintln!("trained {} in {:.1} s", report.bundle.display(), report.elapsed_s);
+    eprintln!(
+        "  images: {} trained, {} held out, {} skipped",
+        report.train_images, report.holdout_images, report.skipped
+    );
+    eprintln!(
+        "  epochs: {}, final loss {:.4}, radius {:.4}",
+        report.epochs, report.final_loss, report.radius
+    );
+    match (report.threshold, &report.threshold_method) {
+        (Some(t), Some(m)) => eprintln!("  threshold: {t:.4} ({m})"),
+        _ => eprintln!("  threshold: none (no held-out images: use --holdout > 0 or --validation)"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template).expect("valid template").progress_chars("=> ")
+}
+
+fn progress(bar: &ProgressBar, epochs: usize, event: TrainEvent) {
+    match event {
+        TrainEvent::Loaded { done, total } => set(bar, "loading", done, total),
+        TrainEvent::Skipped { path, reason } => {
+            bar.suspend(|| warn!(file = %path.display(), "Skipping image: {reason}"))
+        }
+        TrainEvent::Features { done, total } => set(bar, "features", done, total),
+        TrainEvent::Step(p) => {
+            let total = epochs * p.steps_per_epoch;
+            if bar.length() != Some(total as u64) {
+                bar.set_style(style("training [{bar:30}] {pos}/{len} steps  {msg}  ETA {eta}"));
+                bar.set_length(total as u64);
+                bar.reset_eta();
+            }
+            bar.set_position((p.epoch * p.steps_per_epoch + p.step + 1) as u64);
+            bar.set_message(format!("epoch {}/{epochs} loss {:.4}", p.epoch + 1, p.loss));
+        }
+        TrainEvent::Calibrating { images } => {
+            bar.set_style(style("{msg}"));
+            bar.set_message(format!("calibrating on {images} held-out images"));
+        }
+    }
+}
+
+fn set(bar: &ProgressBar, what: &'static str, done: usize, total: usize) {
+    bar.set_length(total as u64);
+    bar.set_position(done as u64);
+    bar.set_message(what);
+}

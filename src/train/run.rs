@@ -1,0 +1,253 @@
+//! The whole of `inspectd train`: collect good images, split off a calibration set, cache
+//! backbone features, fit, calibrate, write the bundle atomically.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use image::RgbImage;
+
+use super::calibrate::{self, NormalCalibration};
+use super::features::FeatureCache;
+use super::fit::{FitConfig, StepProgress, Trainer};
+use crate::cfa::preprocess;
+use crate::input::images::{self, ImageError};
+use crate::input::mvtec;
+use crate::model::backbone::{self, BackboneError};
+use crate::model::bundle::{self, Bundle, BundleError};
+use crate::model::manifest::{CfaParams, InputInfo, Manifest, Provenance};
+use crate::model::runtime::Runtime;
+use crate::model::scorer::{ImageBatch, ScoreError, Scorer};
+use crate::util::rng::SplitMix64;
+
+/// Everything `inspectd train` needs, validated.
+#[derive(Debug, Clone)]
+pub struct TrainSettings {
+    /// Image files, folders of images, or MVTec categories (their `train/good`).
+    pub inputs: Vec<PathBuf>,
+    /// Bundle directory to write.
+    pub out: PathBuf,
+    pub backbone: PathBuf,
+    pub model_id: String,
+    pub width: u32,
+    pub height: u32,
+    pub fit: FitConfig,
+    pub sigma: f32,
+    /// Fraction of the good images held out (never trained on) to calibrate the threshold.
+    pub holdout: f32,
+    pub calibration: NormalCalibration,
+    /// MVTec category with labelled defects for an F1-optimal threshold.
+    pub validation: Option<PathBuf>,
+    /// Training fails with fewer usable training images than this.
+    pub min_images: usize,
+}
+
+/// What happened, for progress display.
+#[derive(Debug, Clone)]
+pub enum TrainEvent {
+    Loaded { done: usize, total: usize },
+    Skipped { path: PathBuf, reason: String },
+    Features { done: usize, total: usize },
+    Step(StepProgress),
+    Calibrating { images: usize },
+}
+
+/// The outcome, for the summary.
+#[derive(Debug, Clone)]
+pub struct TrainReport {
+    pub bundle: PathBuf,
+    pub train_images: usize,
+    pub holdout_images: usize,
+    pub skipped: usize,
+    pub epochs: usize,
+    pub final_loss: f32,
+    pub radius: f32,
+    pub threshold: Option<f32>,
+    pub threshold_method: Option<String>,
+    pub elapsed_s: f32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Images(#[from] ImageError),
+    #[error("only {usable} usable training images ({skipped} unreadable, {holdout} held out for calibration); at least {needed} are needed: add good images or lower --holdout")]
+    TooFew { usable: usize, skipped: usize, holdout: usize, needed: usize },
+    #[error("cannot read backbone {path}: {source}; run scripts/setup or pass --backbone")]
+    BackboneFile { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Backbone(#[from] BackboneError),
+    #[error(transparent)]
+    Score(#[from] ScoreError),
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+}
+
+/// Runs training end to end and writes the bundle.
+pub fn train(
+    runtime: &Runtime,
+    s: &TrainSettings,
+    on: &mut dyn FnMut(TrainEvent),
+) -> Result<TrainReport, TrainError> {
+    let started = Instant::now();
+    let paths = collect_inputs(&s.inputs)?;
+    let (images, skipped) = load_resized(&paths, s.width, s.height, on);
+    let (train_set, holdout_set) = split(images, s.holdout, s.fit.seed);
+    if train_set.len() < s.min_images.max(1) {
+        let (usable, holdout) = (train_set.len(), holdout_set.len());
+        return Err(TrainError::TooFew { usable, skipped, holdout, needed: s.min_images.max(1) });
+    }
+    let backbone_onnx = std::fs::read(&s.backbone)
+        .map_err(|source| TrainError::BackboneFile { path: s.backbone.clone(), source })?;
+    let desc = backbone::describe(runtime, &s.backbone.display().to_string(), &backbone_onnx)?;
+    let (mut backbone_session, _) =
+        runtime.session("backbone (training)", &backbone_onnx).map_err(ScoreError::from)?;
+    let norm = preprocess::Normalisation::IMAGENET;
+    let total = train_set.len();
+    let cache = FeatureCache::extract(&mut backbone_session, &train_set, &norm, |done| {
+        on(TrainEvent::Features { done, total })
+    })?;
+    drop(backbone_session);
+    let fitted = Trainer::new(runtime, &cache, s.fit.clone())?.fit(&cache, |p| on(TrainEvent::Step(p)))?;
+    let manifest = Manifest::new(&s.model_id, &desc, input_info(s, &norm), cfa_params(s, &fitted));
+    let radius = Some(fitted.radius);
+    let mut bundle = Bundle::assemble(&s.out, manifest, backbone_onnx, fitted.weights, fitted.bank, radius)?;
+    on(TrainEvent::Calibrating { images: holdout_set.len() });
+    bundle.manifest.threshold = calibrate_bundle(runtime, &bundle, &holdout_set, s)?;
+    let final_loss = fitted.epoch_losses.last().copied().unwrap_or(f32::NAN);
+    bundle.manifest.training = Some(Provenance {
+        source: s.inputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+        images: train_set.len(),
+        epochs: s.fit.epochs,
+        final_loss,
+        seed: s.fit.seed,
+        date: bundle.manifest.model.created_at.clone(),
+        elapsed_s: started.elapsed().as_secs_f32(),
+    });
+    bundle::write(&bundle)?;
+    let threshold = bundle.manifest.threshold.as_ref();
+    Ok(TrainReport {
+        bundle: s.out.clone(),
+        train_images: train_set.len(),
+        holdout_images: holdout_set.len(),
+        skipped,
+        epochs: s.fit.epochs,
+        final_loss,
+        radius: fitted.radius,
+        threshold: threshold.map(|t| t.image),
+        threshold_method: threshold.map(|t| t.method.clone()),
+        elapsed_s: started.elapsed().as_secs_f32(),
+    })
+}
+
+fn input_info(s: &TrainSettings, norm: &preprocess::Normalisation) -> InputInfo {
+    InputInfo { width: s.width, height: s.height, mean: norm.mean, std: norm.std }
+}
+
+fn cfa_params(s: &TrainSettings, fitted: &super::fit::Fitted) -> CfaParams {
+    CfaParams {
+        k: s.fit.k,
+        j: s.fit.j,
+        radius: fitted.radius,
+        radius_mode: s.fit.radius_mode,
+        gamma_c: s.fit.gamma_c,
+        gamma_d: s.fit.gamma_d,
+        sigma: s.sigma,
+        descriptor_channels: fitted.bank.nrows(),
+        memory_size: fitted.bank.ncols(),
+    }
+}
+
+/// Image paths from files, folders and MVTec categories, in a stable order.
+pub fn collect_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, ImageError> {
+    let mut paths = Vec::new();
+    for input in inputs {
+        if input.is_dir() && mvtec::is_category(input) {
+            paths.extend(mvtec::train_good(input)?);
+        } else if input.is_dir() {
+            paths.extend(images::list_images(input)?);
+        } else if input.is_file() {
+            paths.push(input.clone());
+        } else {
+            let source = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory");
+            return Err(ImageError::Io { path: input.clone(), source });
+        }
+    }
+    Ok(paths)
+}
+
+/// Loads and resizes every image; unreadable ones are reported and skipped.
+fn load_resized(paths: &[PathBuf], w: u32, h: u32, on: &mut dyn FnMut(TrainEvent)) -> (Vec<RgbImage>, usize) {
+    let mut images = Vec::with_capacity(paths.len());
+    let mut skipped = 0;
+    for (i, path) in paths.iter().enumerate() {
+        match images::load_rgb(path) {
+            Ok(img) => images.push(preprocess::resize(&img, w, h)),
+            Err(e) => {
+                skipped += 1;
+                on(TrainEvent::Skipped { path: path.clone(), reason: e.to_string() });
+            }
+        }
+        on(TrainEvent::Loaded { done: i + 1, total: paths.len() });
+    }
+    (images, skipped)
+}
+
+/// A seeded split: `holdout` of the images (at least one when there are four or more and
+/// holdout > 0) for calibration, the rest for training. The two sets never overlap.
+fn split(mut images: Vec<RgbImage>, holdout: f32, seed: u64) -> (Vec<RgbImage>, Vec<RgbImage>) {
+    let mut rng = SplitMix64::new(seed ^ 0xCA1B);
+    for i in (1..images.len()).rev() {
+        images.swap(i, rng.below(i + 1));
+    }
+    let mut n = (images.len() as f32 * holdout.clamp(0.0, 0.9)).round() as usize;
+    if holdout > 0.0 && n == 0 && images.len() >= 4 {
+        n = 1;
+    }
+    let held = images.split_off(images.len() - n);
+    (images, held)
+}
+
+/// Scores the held-out good images (and the validation set, when given) with the new model.
+fn calibrate_bundle(
+    runtime: &Runtime,
+    bundle: &Bundle,
+    holdout: &[RgbImage],
+    s: &TrainSettings,
+) -> Result<Option<crate::model::manifest::Threshold>, TrainError> {
+    let mut scorer = Scorer::new(runtime, bundle)?;
+    if let Some(dir) = &s.validation {
+        let tests = mvtec::test_images(dir)?;
+        let mut images = Vec::new();
+        for t in &tests {
+            images.push(preprocess::resize(&images::load_rgb(&t.path)?, s.width, s.height));
+        }
+        let scores = score_all(&mut scorer, &images, s)?;
+        let labels: Vec<bool> = tests.iter().map(|t| t.is_anomalous()).collect();
+        if let Some(t) = calibrate::from_labelled(&scores, &labels) {
+            return Ok(Some(t));
+        }
+    }
+    let scores = score_all(&mut scorer, holdout, s)?;
+    Ok(calibrate::from_normal(&scores, s.calibration))
+}
+
+fn score_all(scorer: &mut Scorer, images: &[RgbImage], s: &TrainSettings) -> Result<Vec<f32>, TrainError> {
+    let mut scores = Vec::with_capacity(images.len());
+    for chunk in images.chunks(8) {
+        let batch = ImageBatch::from_images(chunk, s.width, s.height, &preprocess::Normalisation::IMAGENET);
+        scores.extend(scorer.score(&batch)?.0.iter().map(|r| r.score));
+    }
+    Ok(scores)
+}
+
+/// The default backbone: `$INSPECTD_BACKBONE`, then the installed one, then a source checkout's.
+pub fn default_backbone() -> PathBuf {
+    if let Some(p) = std::env::var_os("INSPECTD_BACKBONE").filter(|v| !v.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let installed = Path::new("/usr/local/share/inspectd/backbone.onnx");
+    if installed.is_file() {
+        return installed.to_path_buf();
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(".local/models/backbone.onnx")
+}
