@@ -4,12 +4,14 @@
 
 pub mod cfa;
 pub mod cli;
+pub mod config;
 pub mod eval;
 pub mod heatmap;
 pub mod input;
 pub mod logging;
 pub mod model;
 pub mod onnx;
+pub mod pipeline;
 pub mod synth;
 pub mod train;
 pub mod util;

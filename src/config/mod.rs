@@ -1,0 +1,5 @@
+//! Configuration: typed, validated once at load (design.md §4).
+
+pub mod types;
+
+pub use types::*;

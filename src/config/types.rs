@@ -1,0 +1,522 @@
+//! The daemon's configuration, as typed structs (design.md §4). Every struct denies unknown
+//! keys, so a typo is an error rather than a silently ignored setting. Defaults are `const fn`s
+//! so the documented example and the code cannot drift apart.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub node: NodeConfig,
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+    #[serde(default)]
+    pub mqtt: MqttConfig,
+    #[serde(default)]
+    pub evidence: EvidenceConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// Model bundles by name; cameras refer to them.
+    pub models: BTreeMap<String, ModelConfig>,
+    /// Cameras by id (the id is an MQTT topic segment).
+    pub cameras: BTreeMap<String, CameraConfig>,
+}
+
+/// This inspection station.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Node id, the second MQTT topic segment.
+    pub id: String,
+    /// Outbox and evidence live here (systemd's StateDirectory).
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// Seconds to drain frames in flight and flush MQTT on SIGTERM before giving up.
+    #[serde(default = "default_shutdown_deadline")]
+    pub shutdown_deadline_s: f64,
+    /// Seconds after which READY=1 is sent even if a camera or MQTT is not up yet.
+    #[serde(default = "default_readiness_timeout")]
+    pub readiness_timeout_s: f64,
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/inspectd")
+}
+const fn default_shutdown_deadline() -> f64 {
+    10.0
+}
+const fn default_readiness_timeout() -> f64 {
+    60.0
+}
+
+/// ONNX Runtime.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// libonnxruntime.so; searched for when absent.
+    #[serde(default)]
+    pub library: Option<PathBuf>,
+    /// Execution providers in order: tensorrt, cuda, cpu.
+    #[serde(default = "default_providers")]
+    pub providers: Vec<String>,
+    /// Providers that must work (no CPU fallback).
+    #[serde(default)]
+    pub required_providers: Vec<String>,
+    /// Intra-op threads of the shared pool (0: one per core).
+    #[serde(default)]
+    pub threads: usize,
+}
+
+fn default_providers() -> Vec<String> {
+    vec!["cpu".to_string()]
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            library: None,
+            providers: default_providers(),
+            required_providers: Vec::new(),
+            threads: 0,
+        }
+    }
+}
+
+/// The MQTT broker and what is published (design.md §3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    #[serde(default = "default_mqtt_host")]
+    pub host: String,
+    #[serde(default = "default_mqtt_port")]
+    pub port: u16,
+    /// Defaults to `inspectd-{node id}`.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// First topic segment.
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+    #[serde(default = "default_keep_alive")]
+    pub keep_alive_s: u64,
+    #[serde(default)]
+    pub username: Option<String>,
+    /// File holding the password (never logged). `INSPECTD__MQTT__PASSWORD` also works.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    #[serde(default)]
+    pub results: ResultPolicy,
+    /// Seconds between periodic camera status messages.
+    #[serde(default = "default_status_interval")]
+    pub status_interval_s: f64,
+    /// Most alarms kept in the on-disk outbox while the broker is unreachable.
+    #[serde(default = "default_outbox_max")]
+    pub outbox_max_alarms: usize,
+}
+
+fn default_mqtt_host() -> String {
+    "127.0.0.1".to_string()
+}
+const fn default_mqtt_port() -> u16 {
+    1883
+}
+fn default_prefix() -> String {
+    "inspectd".to_string()
+}
+const fn default_keep_alive() -> u64 {
+    15
+}
+const fn default_status_interval() -> f64 {
+    10.0
+}
+const fn default_outbox_max() -> usize {
+    10_000
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            host: default_mqtt_host(),
+            port: default_mqtt_port(),
+            client_id: None,
+            prefix: default_prefix(),
+            keep_alive_s: default_keep_alive(),
+            username: None,
+            password_file: None,
+            password: None,
+            tls: None,
+            results: ResultPolicy::default(),
+            status_interval_s: default_status_interval(),
+            outbox_max_alarms: default_outbox_max(),
+        }
+    }
+}
+
+/// TLS to the broker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// CA certificate (PEM) that signed the broker's certificate.
+    pub ca: PathBuf,
+    /// Client certificate and key (PEM) for mutual TLS.
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+}
+
+/// Which scored frames produce a `result` message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResultPolicy {
+    #[serde(default)]
+    pub mode: ResultMode,
+    /// With mode = "every_n": publish every n-th frame (NG frames always).
+    #[serde(default = "default_every")]
+    pub every: u64,
+    #[serde(default)]
+    pub qos: u8,
+}
+
+const fn default_every() -> u64 {
+    1
+}
+
+impl Default for ResultPolicy {
+    fn default() -> Self {
+        ResultPolicy { mode: ResultMode::All, every: 1, qos: 0 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResultMode {
+    #[default]
+    All,
+    Ng,
+    EveryN,
+}
+
+/// Where evidence (frames and heatmaps of alarms) goes and how much is kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvidenceConfig {
+    /// Defaults to `{state_dir}/evidence`.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    #[serde(default = "default_evidence_files")]
+    pub max_files: usize,
+    #[serde(default = "default_evidence_bytes")]
+    pub max_bytes: u64,
+    /// `png` or `jpeg`.
+    #[serde(default = "default_evidence_format")]
+    pub format: String,
+}
+
+const fn default_evidence_files() -> usize {
+    2000
+}
+const fn default_evidence_bytes() -> u64 {
+    2 << 30
+}
+fn default_evidence_format() -> String {
+    "jpeg".to_string()
+}
+
+impl Default for EvidenceConfig {
+    fn default() -> Self {
+        EvidenceConfig {
+            dir: None,
+            max_files: default_evidence_files(),
+            max_bytes: default_evidence_bytes(),
+            format: default_evidence_format(),
+        }
+    }
+}
+
+/// Health and metrics endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// `host:port`; empty disables the endpoint.
+    #[serde(default = "default_http_bind")]
+    pub bind: String,
+}
+
+fn default_http_bind() -> String {
+    "127.0.0.1:9898".to_string()
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { bind: default_http_bind() }
+    }
+}
+
+/// A model bundle and how its frames are batched.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub path: PathBuf,
+    /// Most frames per scoring run (across the cameras sharing this model).
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+    /// Longest a frame waits for a batch to fill, in milliseconds.
+    #[serde(default = "default_max_wait")]
+    pub max_wait_ms: u64,
+}
+
+const fn default_batch() -> usize {
+    4
+}
+const fn default_max_wait() -> u64 {
+    20
+}
+
+/// One camera.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraConfig {
+    /// Name of an entry in `[models]`.
+    pub model: String,
+    pub source: SourceConfig,
+    /// Overrides the model's calibrated threshold (raw score).
+    #[serde(default)]
+    pub threshold: Option<f32>,
+    /// Crop applied before resizing to the model size.
+    #[serde(default)]
+    pub roi: Option<Roi>,
+    /// Frames waiting for scoring; live sources drop the oldest when it is full.
+    #[serde(default = "default_queue")]
+    pub queue: usize,
+    #[serde(default)]
+    pub alarm: AlarmConfig,
+    #[serde(default)]
+    pub evidence: CameraEvidence,
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+const fn default_queue() -> usize {
+    4
+}
+const fn default_true() -> bool {
+    true
+}
+
+/// A rectangle in source pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Roi {
+    pub x: u32,
+    pub y: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// Alarm debounce: raise after `k` NG in the last `n` frames, clear after `clear_after`
+/// consecutive OK frames; with `latch`, stay raised until acknowledged over MQTT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlarmConfig {
+    #[serde(default = "default_k")]
+    pub k: usize,
+    #[serde(default = "default_n")]
+    pub n: usize,
+    #[serde(default = "default_clear")]
+    pub clear_after: usize,
+    #[serde(default)]
+    pub latch: bool,
+}
+
+const fn default_k() -> usize {
+    3
+}
+const fn default_n() -> usize {
+    5
+}
+const fn default_clear() -> usize {
+    5
+}
+
+impl Default for AlarmConfig {
+    fn default() -> Self {
+        AlarmConfig { k: default_k(), n: default_n(), clear_after: default_clear(), latch: false }
+    }
+}
+
+/// What evidence a camera saves.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraEvidence {
+    /// Save frame + heatmap when an alarm is raised.
+    #[serde(default = "default_true")]
+    pub on_alarm: bool,
+    /// Also save every NG frame, at most one per `min_interval_s`.
+    #[serde(default)]
+    pub every_ng: bool,
+    #[serde(default = "default_min_interval")]
+    pub min_interval_s: f64,
+}
+
+const fn default_min_interval() -> f64 {
+    5.0
+}
+
+impl Default for CameraEvidence {
+    fn default() -> Self {
+        CameraEvidence { on_alarm: true, every_ng: false, min_interval_s: default_min_interval() }
+    }
+}
+
+/// A camera source: one template per kind in `pipelines/`, with typed parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// GigE Vision through aravis.
+    Gige(AravisSource),
+    /// USB3 Vision through aravis.
+    Usb3vision(AravisSource),
+    Rtsp(RtspSource),
+    V4l2(V4l2Source),
+    File(FileSource),
+    Test(TestSource),
+    /// A raw launch string for experts; it must end in `appsink name=sink`.
+    Pipeline(RawPipeline),
+}
+
+impl SourceConfig {
+    /// Live sources drop the oldest frame when scoring falls behind; files block.
+    pub fn is_live(&self) -> bool {
+        match self {
+            SourceConfig::File(f) => f.realtime,
+            SourceConfig::Pipeline(p) => p.live,
+            _ => true,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceConfig::Gige(_) => "gige",
+            SourceConfig::Usb3vision(_) => "usb3vision",
+            SourceConfig::Rtsp(_) => "rtsp",
+            SourceConfig::V4l2(_) => "v4l2",
+            SourceConfig::File(_) => "file",
+            SourceConfig::Test(_) => "test",
+            SourceConfig::Pipeline(_) => "pipeline",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AravisSource {
+    /// Camera name as aravis lists it (e.g. `Aravis-Fake-GV01`); first camera when absent.
+    #[serde(default)]
+    pub camera: Option<String>,
+    /// Sensor pixel format: `mono8`, `rgb8`, `bayer_bggr8`, `bayer_rggb8`, `bayer_grbg8`, `bayer_gbrg8`.
+    #[serde(default = "default_pixel_format")]
+    pub pixel_format: String,
+    #[serde(default)]
+    pub exposure_us: Option<f64>,
+    #[serde(default)]
+    pub gain_db: Option<f64>,
+    #[serde(default)]
+    pub fps: Option<f64>,
+}
+
+fn default_pixel_format() -> String {
+    "bayer_bggr8".to_string()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RtspSource {
+    /// `rtsp://host[:port]/path`, without credentials.
+    pub url: String,
+    /// `tcp` or `udp`.
+    #[serde(default = "default_transport")]
+    pub transport: String,
+    #[serde(default = "default_latency")]
+    pub latency_ms: u32,
+    #[serde(default)]
+    pub username: Option<String>,
+    /// File holding the password (never logged).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+}
+
+fn default_transport() -> String {
+    "tcp".to_string()
+}
+const fn default_latency() -> u32 {
+    200
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct V4l2Source {
+    pub device: PathBuf,
+    /// Raw format or `mjpeg`; negotiated when absent.
+    #[serde(default)]
+    pub format: Option<String>,
+    #[serde(default)]
+    pub width: Option<u32>,
+    #[serde(default)]
+    pub height: Option<u32>,
+    #[serde(default)]
+    pub fps: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSource {
+    pub path: PathBuf,
+    /// Start again at the end instead of stopping.
+    #[serde(default, rename = "loop")]
+    pub looping: bool,
+    /// Play at the file's frame rate with the live drop policy instead of as fast as scoring allows.
+    #[serde(default)]
+    pub realtime: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestSource {
+    /// A videotestsrc pattern name: smpte, snow, ball, checkers-1, ... (see gst-inspect-1.0 videotestsrc).
+    #[serde(default = "default_pattern")]
+    pub pattern: String,
+    #[serde(default = "default_test_fps")]
+    pub fps: u32,
+    #[serde(default = "default_test_size")]
+    pub width: u32,
+    #[serde(default = "default_test_size")]
+    pub height: u32,
+}
+
+fn default_pattern() -> String {
+    "smpte".to_string()
+}
+const fn default_test_fps() -> u32 {
+    10
+}
+const fn default_test_size() -> u32 {
+    320
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPipeline {
+    /// gst-launch syntax; must contain `appsink name=sink`.
+    pub launch: String,
+    /// Whether it is live (drop-oldest) or a file-like source (block).
+    #[serde(default = "default_true")]
+    pub live: bool,
+}

@@ -1,0 +1,52 @@
+//! What flows between stages: frames from sources, inspections from the scorer.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// One decoded frame, already cropped (ROI) and scaled to the model's input size.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    /// Camera id from the config.
+    pub camera: Arc<str>,
+    /// Per-camera sequence number, counting every frame the source produced (dropped ones too),
+    /// so consumers can see gaps.
+    pub seq: u64,
+    /// Presentation timestamp from GStreamer, when the source has one.
+    pub pts: Option<Duration>,
+    /// Wall-clock time the frame left the source.
+    pub captured_at: SystemTime,
+    /// Tightly packed RGB, `width · height · 3` bytes.
+    pub rgb: Vec<u8>,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl Frame {
+    /// The pixels as an image (copies).
+    pub fn to_image(&self) -> image::RgbImage {
+        image::RgbImage::from_raw(self.width, self.height, self.rgb.clone())
+            .expect("rgb holds width·height·3 bytes")
+    }
+}
+
+/// A connected region of the thresholded anomaly map, in model-input pixels.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Region {
+    pub x: u32,
+    pub y: u32,
+    pub w: u32,
+    pub h: u32,
+    /// Highest map value inside the region.
+    pub peak: f32,
+    /// Pixels in the region.
+    pub area: u32,
+}
+
+/// The verdict for one frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Verdict {
+    #[serde(rename = "OK")]
+    Ok,
+    #[serde(rename = "NG")]
+    Ng,
+}

@@ -1,0 +1,4 @@
+//! The streaming pipeline: sources → bounded edges → batcher → scorer → decisions → outputs.
+
+pub mod edge;
+pub mod frame;
