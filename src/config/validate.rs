@@ -1,0 +1,153 @@
+//! Checks that need more than one field: references between sections, names that become
+//! MQTT topic segments, files that must exist. Every problem is collected, not just the first.
+
+use std::net::SocketAddr;
+
+use super::load::Problem;
+use super::types::*;
+use crate::model::runtime::Provider;
+
+/// Ids that become MQTT topic segments and file names: letters, digits, `-` and `_`.
+pub fn is_valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// All problems of an already deserialised config.
+pub fn validate(c: &Config) -> Vec<Problem> {
+    let mut p = Vec::new();
+    check_id(&mut p, "node.id", &c.node.id);
+    if c.node.shutdown_deadline_s <= 0.0 {
+        p.push(Problem::new("node.shutdown_deadline_s", "must be positive"));
+    }
+    runtime(&mut p, &c.runtime);
+    mqtt(&mut p, &c.mqtt);
+    evidence(&mut p, &c.evidence);
+    if !c.http.bind.is_empty() && c.http.bind.parse::<SocketAddr>().is_err() {
+        p.push(Problem::new(
+            "http.bind",
+            format!("'{}' is not host:port (e.g. 127.0.0.1:9898), or \"\" to disable", c.http.bind),
+        ));
+    }
+    for (name, m) in &c.models {
+        check_id(&mut p, &format!("models.{name}"), name);
+        if m.batch == 0 || m.batch > 64 {
+            p.push(Problem::new(format!("models.{name}.batch"), "must be 1..=64"));
+        }
+    }
+    if c.cameras.values().all(|cam| !cam.enabled) {
+        p.push(Problem::new("cameras", "no enabled camera: nothing to inspect"));
+    }
+    for (id, cam) in &c.cameras {
+        camera(&mut p, c, id, cam);
+    }
+    p
+}
+
+fn check_id(p: &mut Vec<Problem>, key: &str, id: &str) {
+    if !is_valid_id(id) {
+        p.push(Problem::new(
+            key,
+            format!("'{id}' must be 1-64 letters, digits, '-' or '_' (it becomes an MQTT topic segment)"),
+        ));
+    }
+}
+
+fn runtime(p: &mut Vec<Problem>, r: &RuntimeConfig) {
+    for (key, list) in
+        [("runtime.providers", &r.providers), ("runtime.required_providers", &r.required_providers)]
+    {
+        for name in list.iter().filter(|n| Provider::parse(n).is_none()) {
+            p.push(Problem::new(
+                key,
+                format!("unknown execution provider '{name}' (expected tensorrt, cuda or cpu)"),
+            ));
+        }
+    }
+    if let Some(lib) = &r.library {
+        if !lib.is_file() {
+            p.push(Problem::new(
+                "runtime.library",
+                format!(
+                    "{} does not exist (run scripts/setup, or remove the key to search the default places)",
+                    lib.display()
+                ),
+            ));
+        }
+    }
+}
+
+fn mqtt(p: &mut Vec<Problem>, m: &MqttConfig) {
+    if m.host.is_empty() {
+        p.push(Problem::new("mqtt.host", "must not be empty"));
+    }
+    if !m.prefix.split('/').all(is_valid_id) {
+        p.push(Problem::new("mqtt.prefix", "topic segments may hold letters, digits, '-' and '_' only"));
+    }
+    if m.results.qos > 2 {
+        p.push(Problem::new("mqtt.results.qos", "must be 0, 1 or 2"));
+    }
+    if m.results.every == 0 {
+        p.push(Problem::new("mqtt.results.every", "must be at least 1"));
+    }
+    if m.password.is_some() && m.password_file.is_some() {
+        p.push(Problem::new("mqtt.password", "set either password or password_file, not both"));
+    }
+    let files =
+        [("mqtt.password_file", m.password_file.as_ref())].into_iter().chain(m.tls.iter().flat_map(|t| {
+            [
+                ("mqtt.tls.ca", Some(&t.ca)),
+                ("mqtt.tls.cert", t.cert.as_ref()),
+                ("mqtt.tls.key", t.key.as_ref()),
+            ]
+        }));
+    for (key, file) in files {
+        if let Some(f) = file.filter(|f| !f.is_file()) {
+            p.push(Problem::new(key, format!("{} does not exist", f.display())));
+        }
+    }
+    if let Some(t) = &m.tls {
+        if t.cert.is_some() != t.key.is_some() {
+            p.push(Problem::new("mqtt.tls", "client cert and key go together: set both or neither"));
+        }
+    }
+    if m.outbox_max_alarms == 0 {
+        p.push(Problem::new("mqtt.outbox_max_alarms", "must be at least 1"));
+    }
+}
+
+fn evidence(p: &mut Vec<Problem>, e: &EvidenceConfig) {
+    if !["png", "jpeg", "jpg"].contains(&e.format.as_str()) {
+        p.push(Problem::new("evidence.format", format!("'{}' is not png or jpeg", e.format)));
+    }
+}
+
+fn camera(p: &mut Vec<Problem>, c: &Config, id: &str, cam: &CameraConfig) {
+    let key = |k: &str| format!("cameras.{id}.{k}");
+    check_id(p, &format!("cameras.{id}"), id);
+    if !c.models.contains_key(&cam.model) {
+        let known: Vec<&str> = c.models.keys().map(String::as_str).collect();
+        p.push(Problem::new(
+            key("model"),
+            format!("no model named '{}' (configured: {})", cam.model, known.join(", ")),
+        ));
+    }
+    let a = cam.alarm;
+    if a.k == 0 || a.n == 0 || a.k > a.n {
+        p.push(Problem::new(key("alarm"), format!("need 1 <= k <= n (k = {}, n = {})", a.k, a.n)));
+    }
+    if a.clear_after == 0 {
+        p.push(Problem::new(key("alarm.clear_after"), "must be at least 1"));
+    }
+    if cam.queue == 0 {
+        p.push(Problem::new(key("queue"), "must be at least 1"));
+    }
+    if let Some(roi) = cam.roi {
+        if roi.width == 0 || roi.height == 0 {
+            p.push(Problem::new(key("roi"), "width and height must be positive"));
+        }
+    }
+    source_problems(p, &key("source"), cam);
+}
+
+/// Source parameters are validated by the source module, which owns the templates.
+fn source_problems(_p: &mut Vec<Problem>, _key: &str, _cam: &CameraConfig) {}
