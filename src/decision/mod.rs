@@ -1,1 +1,17 @@
-//! (being written)
+//! Per-camera decisions (design.md §1): threshold → verdict, regions of the anomaly map,
+//! and the alarm state machine (k-of-n debounce, hysteresis, latch and acknowledgement).
+//!
+//! Everything here is synchronous and does no I/O: [`CameraDecision`] is cheap (a flood
+//! fill over NG maps, a few counters per frame) and is owned by whichever thread or task
+//! runs the decision stage, which also applies acknowledgements so that frames and acks
+//! are seen in one order.
+
+pub mod alarm;
+pub mod camera;
+pub mod event;
+pub mod regions;
+
+pub use alarm::{validate, AckOutcome, AckTarget, AlarmConfigProblem, AlarmMachine, Observation};
+pub use camera::{AckReply, CameraDecision, Decision, DecisionError, DEFAULT_MIN_AREA};
+pub use event::{AlarmEvent, AlarmKind, AlarmState};
+pub use regions::{regions, MAX_REGIONS};
