@@ -1,6 +1,43 @@
 //! inspectd: visual inspection on production lines.
 //!
-//! (architecture overview: filled in as stages land)
+//! Cameras are read by GStreamer, every frame is scored by a CFA anomaly model (ONNX backbone
+//! and a generated descriptor + kNN graph on ONNX Runtime), and verdicts, heatmaps and alarms go
+//! out over MQTT. The same library trains, evaluates, scores images and replays recordings.
+//!
+//! # Stages of the daemon (`inspectd run`)
+//!
+//! ```text
+//! source (GStreamer thread per camera: aravissrc | rtspsrc | v4l2src | filesrc | videotestsrc)
+//!   └─ appsink: RGB at model size, max-buffers 2, drop (live) ──► Frame
+//!        └─ edge per camera, capacity `cameras.X.queue` (4):
+//!             live: drop oldest + count · file: block
+//!             └─ scoring thread per model (owns the ONNX Runtime sessions):
+//!                  batch ≤ `models.X.batch` frames or ≤ `max_wait_ms`, round-robin over cameras;
+//!                  backbone → descriptor + kNN → map, blur, score
+//!                  └─ channel (16, block) ──► decision thread:
+//!                       threshold, regions, k-of-n alarm with hysteresis and latch
+//!                       ├─ MQTT publisher (results: drop + count when the client queue is full;
+//!                       │   alarms: durable on-disk outbox, replayed after outages and restarts)
+//!                       └─ evidence store (frame + heatmap on alarms; retention by count/bytes)
+//! ```
+//!
+//! Heavy math never runs on the async runtime's threads: sources, scoring and decisions have
+//! their own threads; tokio runs MQTT, signals, status and health.
+//!
+//! # Shutdown order
+//!
+//! SIGINT/SIGTERM cancels only the sources. Their edges close, each scoring thread drains what
+//! is queued and exits, the decision thread drains and exits when its channel closes, then the
+//! publisher publishes "offline", waits for outstanding alarm acknowledgements and disconnects,
+//! all within `node.shutdown_deadline_s`. A second signal exits at once.
+//!
+//! # Modules
+//!
+//! - [`cfa`]: the algorithm's math (pure functions) and the ONNX graph generator.
+//! - [`model`]: ONNX Runtime, model bundles, the scorer and its thread.
+//! - [`train`], [`eval`], [`synth`]: fitting, metrics, synthetic defect data.
+//! - [`config`], [`source`], [`pipeline`], [`decision`], [`publish`], [`evidence`]: the daemon.
+//! - [`cli`]: the command line; `main.rs` only calls it.
 
 pub mod cfa;
 pub mod cli;

@@ -63,7 +63,10 @@ fn trained_models_find_synthetic_defects() {
         let mut scorer = Scorer::new(&rt, &bundle).unwrap();
         let r = evaluate(&mut scorer, &bundle, &data).unwrap();
         let (image, pixel) = (r.image_auroc.unwrap(), r.pixel_auroc.unwrap());
-        eprintln!("{category}: image AUROC {image:.4}, pixel AUROC {pixel:.4}, AUPRO {:.4}", r.aupro.unwrap());
+        eprintln!(
+            "{category}: image AUROC {image:.4}, pixel AUROC {pixel:.4}, AUPRO {:.4}",
+            r.aupro.unwrap()
+        );
         assert!(image >= 0.95, "{category}: image AUROC {image}");
         assert!(pixel >= 0.95, "{category}: pixel AUROC {pixel}");
     }
@@ -77,7 +80,11 @@ fn same_seed_gives_the_same_model() {
     let rt = runtime();
     let hashes = |out: &Path| {
         let b = Bundle::load(out).unwrap();
-        (b.manifest.weights.sha256.clone(), b.manifest.descriptor.sha256.clone(), b.manifest.threshold.map(|t| t.image))
+        (
+            b.manifest.weights.sha256.clone(),
+            b.manifest.descriptor.sha256.clone(),
+            b.manifest.threshold.map(|t| t.image),
+        )
     };
     let (a, b, c) = (root.join("a"), root.join("b"), root.join("c"));
     train(&rt, &settings(&data, &a, 2, 7), &mut |_| {}).unwrap();

@@ -27,14 +27,19 @@ pub fn resize(image: &RgbImage, width: u32, height: u32) -> RgbImage {
 
 /// Writes `image` (already at model size) into `out` as normalised planar RGB, `3·H·W` floats.
 pub fn normalise_into(image: &RgbImage, norm: &Normalisation, out: &mut [f32]) {
-    let plane = (image.width() * image.height()) as usize;
+    normalise_rgb_into(image.as_raw(), norm, out);
+}
+
+/// Like [`normalise_into`] for tightly packed RGB bytes (a decoded frame).
+pub fn normalise_rgb_into(rgb: &[u8], norm: &Normalisation, out: &mut [f32]) {
+    let plane = rgb.len() / 3;
     assert_eq!(out.len(), 3 * plane, "output holds one image");
     // Precompute per-channel lookup tables: 256 entries beat a divide per pixel.
     let tables: [[f32; 256]; 3] =
         std::array::from_fn(|c| std::array::from_fn(|v| (v as f32 / 255.0 - norm.mean[c]) / norm.std[c]));
     let (r, rest) = out.split_at_mut(plane);
     let (g, b) = rest.split_at_mut(plane);
-    for (i, px) in image.pixels().enumerate() {
+    for (i, px) in rgb.chunks_exact(3).enumerate() {
         r[i] = tables[0][px[0] as usize];
         g[i] = tables[1][px[1] as usize];
         b[i] = tables[2][px[2] as usize];

@@ -22,7 +22,30 @@ struct State<T> {
     closed: bool,
 }
 
+/// Wakes one consumer that reads several edges (the batcher of a model shared by cameras).
+#[derive(Debug, Default)]
+pub struct Signal {
+    pending: Mutex<u64>,
+    ready: Condvar,
+}
+
+impl Signal {
+    fn notify(&self) {
+        *self.pending.lock().expect("signal lock") += 1;
+        self.ready.notify_all();
+    }
+
+    /// Waits until some edge received an item (or was closed) since the last wait, or `timeout`.
+    pub fn wait(&self, timeout: Duration) {
+        let guard = self.pending.lock().expect("signal lock");
+        let (mut pending, _) =
+            self.ready.wait_timeout_while(guard, timeout, |p| *p == 0).expect("signal lock");
+        *pending = 0;
+    }
+}
+
 struct Inner<T> {
+    signal: Option<Arc<Signal>>,
     state: Mutex<State<T>>,
     not_empty: Condvar,
     not_full: Condvar,
@@ -53,6 +76,9 @@ fn close<T>(inner: &Inner<T>) {
     inner.state.lock().expect("edge lock").closed = true;
     inner.not_empty.notify_all();
     inner.not_full.notify_all();
+    if let Some(s) = &inner.signal {
+        s.notify();
+    }
 }
 
 impl<T> Clone for EdgeSender<T> {
@@ -78,7 +104,17 @@ pub enum Pushed {
 
 /// A bounded edge of `capacity` items (at least 1).
 pub fn edge<T>(capacity: usize, policy: Overflow) -> (EdgeSender<T>, EdgeReceiver<T>) {
+    edge_with_signal(capacity, policy, None)
+}
+
+/// A bounded edge that also notifies `signal` on every push and on close.
+pub fn edge_with_signal<T>(
+    capacity: usize,
+    policy: Overflow,
+    signal: Option<Arc<Signal>>,
+) -> (EdgeSender<T>, EdgeReceiver<T>) {
     let inner = Arc::new(Inner {
+        signal,
         state: Mutex::new(State { items: VecDeque::with_capacity(capacity.max(1)), closed: false }),
         not_empty: Condvar::new(),
         not_full: Condvar::new(),
@@ -110,7 +146,11 @@ impl<T> EdgeSender<T> {
             return Pushed::Closed;
         }
         st.items.push_back(item);
+        drop(st);
         self.inner.not_empty.notify_one();
+        if let Some(s) = &self.inner.signal {
+            s.notify();
+        }
         outcome
     }
 
@@ -148,6 +188,12 @@ impl<T> EdgeReceiver<T> {
     /// Items dropped by the overflow policy so far.
     pub fn dropped(&self) -> u64 {
         self.inner.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Takes an item if one is waiting: `Ok(None)` when empty, `Err(())` once closed and drained.
+    #[allow(clippy::result_unit_err)]
+    pub fn try_recv(&self) -> Result<Option<T>, ()> {
+        self.recv_timeout(Duration::ZERO)
     }
 
     /// Items waiting.

@@ -2,3 +2,4 @@
 
 pub mod edge;
 pub mod frame;
+pub mod scoring;

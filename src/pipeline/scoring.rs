@@ -1,0 +1,207 @@
+//! The scoring stage of one model: gathers frames from the cameras that share the model into
+//! batches (at most `max_batch` frames, or whatever arrived within `max_wait` of the first),
+//! scores them on this dedicated thread, and hands each frame with its map to the decision
+//! stage.
+//!
+//! Cameras are visited round-robin from a rotating start, so a fast camera cannot starve a
+//! slow one. The output channel is bounded and blocking: if decisions fall behind, scoring
+//! waits, and the cameras' own edges apply their overflow policy.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use ndarray::Array2;
+use tracing::{error, info};
+
+use super::edge::{EdgeReceiver, Signal};
+use super::frame::Frame;
+use crate::cfa::preprocess::{normalise_rgb_into, Normalisation};
+use crate::model::manifest::Threshold;
+use crate::model::scorer::{ImageBatch, Scorer};
+
+/// Longest the loop sleeps without frames before reporting an idle heartbeat.
+const IDLE_BEAT: Duration = Duration::from_secs(1);
+
+/// Identity and calibration of a loaded model, shared by every frame it scores.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelIdentity {
+    /// Name in the config's `[models]`.
+    pub name: String,
+    /// The bundle's model id.
+    pub id: String,
+    /// First hex digits of the weights' sha256.
+    pub sha: String,
+    pub threshold: Option<Threshold>,
+}
+
+/// A frame and what the model made of it.
+#[derive(Debug, Clone)]
+pub struct ScoredFrame {
+    pub frame: Frame,
+    pub score: f32,
+    /// Anomaly map at the model's input size.
+    pub map: Array2<f32>,
+    pub scored_at: SystemTime,
+    pub model: Arc<ModelIdentity>,
+}
+
+/// How frames are grouped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batching {
+    pub max_batch: usize,
+    pub max_wait: Duration,
+}
+
+/// Counters the watchdog and metrics read.
+#[derive(Debug, Default)]
+pub struct ScoringStats {
+    pub frames_scored: AtomicU64,
+    pub batches: AtomicU64,
+    pub errors: AtomicU64,
+    /// Milliseconds since the Unix epoch at the end of the last loop iteration (scored or idle).
+    pub heartbeat_ms: AtomicU64,
+}
+
+impl ScoringStats {
+    fn beat(&self) {
+        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+        self.heartbeat_ms.store(now.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// How long ago the loop last made progress.
+    pub fn since_heartbeat(&self) -> Duration {
+        let now =
+            SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.heartbeat_ms.load(Ordering::Relaxed)))
+    }
+}
+
+/// The scoring stage's inputs and outputs.
+pub struct ScoringStage {
+    pub scorer: Scorer,
+    pub model: Arc<ModelIdentity>,
+    pub norm: Normalisation,
+    pub inputs: Vec<EdgeReceiver<Frame>>,
+    pub signal: Arc<Signal>,
+    pub batching: Batching,
+    pub output: SyncSender<ScoredFrame>,
+    pub stats: Arc<ScoringStats>,
+}
+
+impl ScoringStage {
+    /// Runs on a new thread until every input edge is closed and drained.
+    pub fn spawn(self) -> std::io::Result<JoinHandle<()>> {
+        let name = format!("score:{}", self.model.name);
+        std::thread::Builder::new().name(name).spawn(move || self.run())
+    }
+
+    fn run(mut self) {
+        info!(model = %self.model.name, "Scoring started.");
+        let mut start = 0;
+        while let Some(frames) = self.gather(&mut start) {
+            self.stats.beat();
+            if !frames.is_empty() {
+                self.score(frames);
+            }
+        }
+        info!(model = %self.model.name, "Scoring finished: all cameras closed.");
+    }
+
+    /// Collects the next batch: full, or `max_wait` after its first frame. Returns an empty
+    /// batch after a second without frames (so the heartbeat shows an idle, healthy loop) and
+    /// `None` once every input is closed and drained.
+    fn gather(&self, start: &mut usize) -> Option<Vec<Frame>> {
+        let mut batch = Vec::with_capacity(self.batching.max_batch);
+        let began = Instant::now();
+        let mut deadline: Option<Instant> = None;
+        loop {
+            let open = self.take_round(&mut batch, start);
+            if open == 0 && batch.is_empty() {
+                return None;
+            }
+            if open == 0 || batch.len() >= self.batching.max_batch {
+                return Some(batch);
+            }
+            let now = Instant::now();
+            let until = match deadline {
+                Some(d) => d,
+                None if batch.is_empty() => began + IDLE_BEAT,
+                None => *deadline.insert(now + self.batching.max_wait),
+            };
+            if now >= until {
+                return Some(batch);
+            }
+            self.signal.wait(until - now);
+        }
+    }
+
+    /// One pass over the inputs, taking at most one frame from each; returns how many inputs
+    /// are still open.
+    fn take_round(&self, batch: &mut Vec<Frame>, start: &mut usize) -> usize {
+        let n = self.inputs.len();
+        let mut open = 0;
+        for i in 0..n {
+            let input = &self.inputs[(*start + i) % n];
+            match input.try_recv() {
+                Ok(Some(frame)) if batch.len() < self.batching.max_batch => {
+                    batch.push(frame);
+                    open += 1;
+                }
+                Ok(Some(_)) => unreachable!("batch is checked before each take"),
+                Ok(None) => open += 1,
+                Err(()) => {}
+            }
+            if batch.len() >= self.batching.max_batch {
+                open += 1;
+                break;
+            }
+        }
+        *start = (*start + 1) % n.max(1);
+        open
+    }
+
+    fn score(&mut self, frames: Vec<Frame>) {
+        let (h, w) = self.scorer.input_size();
+        let (frames, wrong): (Vec<Frame>, Vec<Frame>) =
+            frames.into_iter().partition(|f| (f.width as usize, f.height as usize) == (w, h));
+        for f in wrong {
+            self.stats.errors.fetch_add(1, Ordering::Relaxed);
+            error!(camera = %f.camera, "Frame is {}x{}, the model needs {w}x{h}; dropped.", f.width, f.height);
+        }
+        if frames.is_empty() {
+            return;
+        }
+        let plane = 3 * w * h;
+        let mut data = vec![0.0f32; frames.len() * plane];
+        for (f, out) in frames.iter().zip(data.chunks_exact_mut(plane)) {
+            normalise_rgb_into(&f.rgb, &self.norm, out);
+        }
+        let batch = ImageBatch { data, count: frames.len(), height: h, width: w };
+        match self.scorer.score(&batch) {
+            Ok((results, _)) => {
+                let scored_at = SystemTime::now();
+                self.stats.batches.fetch_add(1, Ordering::Relaxed);
+                self.stats.frames_scored.fetch_add(frames.len() as u64, Ordering::Relaxed);
+                for (frame, r) in frames.into_iter().zip(results) {
+                    let out = ScoredFrame {
+                        frame,
+                        score: r.score,
+                        map: r.map,
+                        scored_at,
+                        model: self.model.clone(),
+                    };
+                    if self.output.send(out).is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                error!(model = %self.model.name, frames = frames.len(), "Scoring failed: {e}");
+            }
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! `inspectd score` and bundle loading, through the real binary: JSON lines, heatmaps, and
+//! errors that name the file and the problem.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use common::local;
+use inspectd::model::runtime::{Runtime, RuntimeSettings};
+use inspectd::synth::{write_category, Category, SynthSpec};
+use inspectd::train::calibrate::NormalCalibration;
+use inspectd::train::fit::FitConfig;
+use inspectd::train::run::{train, TrainSettings};
+
+/// A small calibrated model and its data, trained once for all tests in this file.
+fn fixture() -> &'static (PathBuf, PathBuf) {
+    static FIXTURE: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let root = std::env::temp_dir().join(format!("inspectd-cli-score-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let spec = SynthSpec {
+            category: Category::Washer,
+            size: 128,
+            train_good: 12,
+            test_good: 2,
+            test_defect_per_type: 1,
+            seed: 5,
+        };
+        let data = write_category(&spec, &root).unwrap().category_dir;
+        let model = root.join("model");
+        let settings = TrainSettings {
+            inputs: vec![data.clone()],
+            out: model.clone(),
+            backbone: local("models/backbone.onnx"),
+            model_id: "washer-test".into(),
+            width: 128,
+            height: 128,
+            fit: FitConfig { epochs: 3, ..FitConfig::default() },
+            sigma: 4.0,
+            holdout: 0.25,
+            calibration: NormalCalibration::default(),
+            validation: None,
+            min_images: 2,
+        };
+        let rt = Runtime::init(RuntimeSettings::default()).unwrap();
+        train(&rt, &settings, &mut |_| {}).unwrap();
+        (model, data)
+    })
+}
+
+fn inspectd(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_inspectd")).args(args).env("INSPECTD_LOG", "warn").output().unwrap()
+}
+
+fn copy_bundle(from: &Path, name: &str) -> PathBuf {
+    let to = from.parent().unwrap().join(name);
+    let _ = std::fs::remove_dir_all(&to);
+    std::fs::create_dir_all(&to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+    to
+}
+
+#[test]
+fn scores_images_as_json_lines_with_heatmaps() {
+    let (model, data) = fixture();
+    let heat = model.parent().unwrap().join("heat");
+    let good = data.join("test/good/000.png");
+    let bad = data.join("test/hole/000.png");
+    let broken = model.parent().unwrap().join("broken.png");
+    std::fs::write(&broken, b"junk").unwrap();
+    let args = ["score", "--model", model.to_str().unwrap(), "--heatmap", heat.to_str().unwrap()];
+    let files = [good.to_str().unwrap(), broken.to_str().unwrap(), bad.to_str().unwrap()];
+    let out = inspectd(&[&args[..], &files[..]].concat());
+    assert_eq!(out.status.code(), Some(1), "one unreadable image makes the run fail");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("broken.png"), "{stderr}");
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2, "the readable images are still scored");
+    let (g, b) = (&lines[0], &lines[1]);
+    assert!(b["score"].as_f64().unwrap() > g["score"].as_f64().unwrap(), "the holed washer scores higher");
+    assert_eq!(g["model"]["id"], "washer-test");
+    assert!(g["threshold"].as_f64().is_some() && ["OK", "NG"].contains(&g["verdict"].as_str().unwrap()));
+    assert!((0.0..=1.0).contains(&g["score_norm"].as_f64().unwrap()));
+    assert!(g["timings_ms"]["total"].as_f64().unwrap() > 0.0);
+    let png = image::open(b["heatmap"].as_str().unwrap()).unwrap();
+    assert_eq!((png.width(), png.height()), (128, 128));
+}
+
+#[test]
+fn a_tampered_bundle_names_the_file_and_the_problem() {
+    let (model, data) = fixture();
+    let image = data.join("test/good/000.png");
+    let image = image.to_str().unwrap();
+
+    let tampered = copy_bundle(model, "tampered");
+    let weights = tampered.join("weights.safetensors");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&weights, bytes).unwrap();
+    let out = inspectd(&["score", "--model", tampered.to_str().unwrap(), image]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(err.contains("weights.safetensors") && err.contains("sha256"), "{err}");
+
+    let missing = copy_bundle(model, "missing");
+    std::fs::remove_file(missing.join("descriptor.onnx")).unwrap();
+    let err =
+        String::from_utf8_lossy(&inspectd(&["score", "--model", missing.to_str().unwrap(), image]).stderr)
+            .into_owned();
+    assert!(err.contains("descriptor.onnx"), "{err}");
+
+    let future = copy_bundle(model, "future");
+    let manifest = future.join("model.toml");
+    let text =
+        std::fs::read_to_string(&manifest).unwrap().replace("format_version = 1", "format_version = 9");
+    std::fs::write(&manifest, text).unwrap();
+    let err =
+        String::from_utf8_lossy(&inspectd(&["score", "--model", future.to_str().unwrap(), image]).stderr)
+            .into_owned();
+    assert!(err.contains("model.toml") && err.contains("upgrade inspectd"), "{err}");
+}
+
+#[test]
+fn wrong_shapes_in_the_weights_are_named() {
+    use inspectd::model::bundle::Bundle;
+    let (model, _) = fixture();
+    let odd = copy_bundle(model, "odd");
+    let manifest = odd.join("model.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    // Claim a memory bank size the weights do not have.
+    let text = text.replace("memory_size = 1024", "memory_size = 512");
+    std::fs::write(&manifest, text).unwrap();
+    let err = Bundle::load(&odd).unwrap_err().to_string();
+    assert!(
+        err.contains("memory_bank") && err.contains("[176, 1024]") && err.contains("weights.safetensors"),
+        "{err}"
+    );
+}
