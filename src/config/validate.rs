@@ -146,8 +146,7 @@ fn camera(p: &mut Vec<Problem>, c: &Config, id: &str, cam: &CameraConfig) {
             p.push(Problem::new(key("roi"), "width and height must be positive"));
         }
     }
-    source_problems(p, &key("source"), cam);
+    for message in crate::source::validate(&cam.source, cam.roi) {
+        p.push(Problem::new(key("source"), message));
+    }
 }
-
-/// Source parameters are validated by the source module, which owns the templates.
-fn source_problems(_p: &mut Vec<Problem>, _key: &str, _cam: &CameraConfig) {}

@@ -1,0 +1,176 @@
+//! One pipeline's life inside a camera source: build it, play it, hand its frames to the edge
+//! and watch its bus until it fails, ends, or we are told to stop.
+//!
+//! Frames are pulled from the appsink on the camera's own thread, not in an appsink callback,
+//! so the frame copy and the edge push (which waits when a file feeds a full blocking edge)
+//! never run on a GStreamer streaming thread.
+
+use std::time::{Duration, Instant};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use tokio_util::sync::CancellationToken;
+
+use crate::pipeline::edge::{EdgeSender, Pushed};
+use crate::pipeline::frame::Frame;
+
+use super::assemble::{assemble, Assembled};
+use super::bus::{self, BusEvent, Failure};
+use super::convert::to_frame;
+use super::error::SourceError;
+use super::status::{SourceState, StatusReporter};
+use super::SourceSettings;
+
+/// How long one pull waits for a frame before the bus and the shutdown token are checked again;
+/// this bounds how late a shutdown is noticed.
+const PULL_WAIT: gst::ClockTime = gst::ClockTime::from_mseconds(50);
+
+/// How one pipeline's life ended.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// Shutdown was requested.
+    Cancelled,
+    /// The consumer of the frame edge has gone.
+    Closed,
+    /// A file (or non-live raw pipeline) reached its end and does not loop.
+    Ended,
+    /// The pipeline failed; for live sources the end of the stream is a failure too.
+    Failed(SourceError),
+}
+
+/// A camera's state that outlives any one pipeline: the frame counter keeps counting across
+/// reconnects so consumers see gaps, and the status keeps its frame total.
+pub(crate) struct Feed {
+    pub settings: SourceSettings,
+    pub frames: EdgeSender<Frame>,
+    pub status: StatusReporter,
+    pub shutdown: CancellationToken,
+    /// Sequence number of the next frame.
+    seq: u64,
+    /// When the current pipeline delivered its first frame; backoff resets after a long run.
+    streaming_since: Option<Instant>,
+    /// Frames the current pipeline delivered; a looping file without any is not restarted.
+    pub delivered: u64,
+}
+
+impl Feed {
+    pub(crate) fn new(
+        settings: SourceSettings,
+        frames: EdgeSender<Frame>,
+        status: StatusReporter,
+        shutdown: CancellationToken,
+    ) -> Feed {
+        Feed { settings, frames, status, shutdown, seq: 0, streaming_since: None, delivered: 0 }
+    }
+
+    /// Builds and runs one pipeline to its end.
+    ///
+    /// The pipeline comes back still built so the caller can publish the outcome first: the
+    /// teardown (dropping it sets it to Null) of a GigE camera that vanished takes seconds,
+    /// because aravis waits for the camera to acknowledge the end of acquisition.
+    pub(crate) fn run_pipeline(&mut self) -> (Outcome, Option<Assembled>) {
+        self.streaming_since = None;
+        self.delivered = 0;
+        let assembled = match assemble(&self.settings) {
+            Ok(assembled) => assembled,
+            Err(e) => return (Outcome::Failed(e), None),
+        };
+        if assembled.pipeline.set_state(gst::State::Playing).is_err() {
+            let error = match bus::poll(&assembled.bus) {
+                Some(BusEvent::Error(failure)) => self.element_error(failure),
+                _ => SourceError::StateChange { camera: self.camera(), state: "PLAYING" },
+            };
+            return (Outcome::Failed(error), Some(assembled));
+        }
+        (self.pump(&assembled), Some(assembled))
+    }
+
+    fn pump(&mut self, assembled: &Assembled) -> Outcome {
+        loop {
+            if self.shutdown.is_cancelled() {
+                return Outcome::Cancelled;
+            }
+            match bus::poll(&assembled.bus) {
+                Some(BusEvent::Error(failure)) => return Outcome::Failed(self.element_error(failure)),
+                Some(BusEvent::Eos) => match self.at_end(assembled) {
+                    Some(outcome) => return outcome,
+                    None => continue,
+                },
+                None => {}
+            }
+            match assembled.appsink.try_pull_sample(PULL_WAIT) {
+                Some(sample) => {
+                    if let Err(outcome) = self.deliver(&sample) {
+                        return outcome;
+                    }
+                }
+                None => self.status.refresh(Instant::now()),
+            }
+        }
+    }
+
+    /// End of stream: hands over what the appsink still holds, then loops a file (`None`: keep
+    /// pumping), ends it, or reports a live stream's end as a failure to reconnect from.
+    fn at_end(&mut self, assembled: &Assembled) -> Option<Outcome> {
+        while let Some(sample) = assembled.appsink.try_pull_sample(gst::ClockTime::ZERO) {
+            if let Err(outcome) = self.deliver(&sample) {
+                return Some(outcome);
+            }
+        }
+        if self.settings.reconnects() {
+            return Some(Outcome::Failed(SourceError::Ended { camera: self.camera() }));
+        }
+        if !self.settings.loops() || self.delivered == 0 {
+            return Some(Outcome::Ended);
+        }
+        let flags = gst::SeekFlags::FLUSH | gst::SeekFlags::KEY_UNIT;
+        match assembled.pipeline.seek_simple(flags, gst::ClockTime::ZERO) {
+            Ok(()) => None,
+            // Some demuxers cannot seek; the supervisor rebuilds the pipeline instead.
+            Err(_) => Some(Outcome::Ended),
+        }
+    }
+
+    /// Converts a sample and pushes it to the edge. `Err` ends the pipeline's run.
+    fn deliver(&mut self, sample: &gst::Sample) -> Result<(), Outcome> {
+        let frame = to_frame(sample, &self.settings.camera, self.seq).map_err(|reason| {
+            Outcome::Failed(SourceError::Element {
+                camera: self.camera(),
+                element: format!("/GstPipeline:{}/GstAppSink:sink", self.settings.camera),
+                reason,
+                debug: None,
+            })
+        })?;
+        self.seq += 1;
+        let captured_at = frame.captured_at;
+        if self.frames.push(frame) == Pushed::Closed {
+            return Err(Outcome::Closed);
+        }
+        self.delivered += 1;
+        self.status.frame(captured_at);
+        if self.status.state() != SourceState::Streaming {
+            self.streaming_since = Some(Instant::now());
+            self.status.set(SourceState::Streaming, None);
+            tracing::info!(camera = %self.settings.camera, "Source streaming.");
+        }
+        Ok(())
+    }
+
+    /// How long the current pipeline has been delivering frames.
+    pub(crate) fn streamed_for(&self) -> Duration {
+        self.streaming_since.map(|since| since.elapsed()).unwrap_or_default()
+    }
+
+    fn element_error(&self, failure: Failure) -> SourceError {
+        SourceError::Element {
+            camera: self.camera(),
+            element: failure.element,
+            reason: failure.reason,
+            debug: failure.debug,
+        }
+    }
+
+    fn camera(&self) -> String {
+        self.settings.camera.to_string()
+    }
+}
