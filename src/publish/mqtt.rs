@@ -1,0 +1,369 @@
+//! The MQTT publisher: [`MqttPublisher::start`] validates `[mqtt]`, opens the alarm outbox and
+//! spawns the two tasks (poll loop, publish loop); [`PublishHandle`] is what the stages call.
+//!
+//! Overflow policies, per message kind:
+//! - results: never wait. Dropped and counted while offline or when the queue to the client
+//!   (`RESULT_QUEUE`) is full.
+//! - alarms: never dropped once stored. `publish_alarm` returns after the alarm is fsync'd in
+//!   the outbox; a full outbox refuses new alarms with an error (see outbox.rs).
+//! - camera status and alarm state: one slot per topic, the newest wins (see retained.rs).
+
+use std::ops::Deref;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, EventLoop, LastWill, QoS};
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use crate::config::{MqttConfig, NodeConfig};
+use crate::publish::acks::{AckStream, AlarmAck, ACK_QUEUE};
+use crate::publish::backoff::{Backoff, INITIAL_DELAY, MAX_DELAY};
+use crate::publish::error::PublishError;
+use crate::publish::link::Link;
+use crate::publish::messages::{
+    self, AlarmMessage, AlarmState, CameraStatus, NodeState, NodeStatus, ResultMessage,
+};
+use crate::publish::options::{ClientSettings, MAX_PACKET_BYTES, REQUEST_CAPACITY};
+use crate::publish::outbox::Outbox;
+use crate::publish::poll_loop::PollLoop;
+use crate::publish::publish_loop::{PublishLoop, ResultRequest};
+use crate::publish::retained::RetainedStore;
+use crate::publish::stats::{Counters, PublishStats};
+use crate::publish::topics::Topics;
+
+/// Results waiting for the publish loop: about a second of frames from a few cameras, so a
+/// short hiccup is absorbed and a longer one drops instead of building latency.
+const RESULT_QUEUE: usize = 256;
+
+/// How long after the shutdown deadline the tasks get to write a DISCONNECT before they are
+/// aborted.
+const DISCONNECT_GRACE: Duration = Duration::from_millis(500);
+
+/// Owns the publisher's tasks. Dropping it without [`MqttPublisher::shutdown`] aborts them
+/// like a crash would: the connection drops and the broker publishes the last will.
+pub struct MqttPublisher {
+    handle: PublishHandle,
+    shutdown: watch::Sender<Option<Instant>>,
+    tasks: Tasks,
+}
+
+/// The cheap, cloneable side the stages publish through.
+#[derive(Clone)]
+pub struct PublishHandle {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    topics: Topics,
+    link: Arc<Link>,
+    outbox: Arc<Mutex<Outbox>>,
+    retained: Arc<RetainedStore>,
+    results: mpsc::Sender<ResultRequest>,
+    counters: Arc<Counters>,
+}
+
+impl Shared {
+    fn poll_loop(
+        &self,
+        eventloop: EventLoop,
+        acks: mpsc::Sender<AlarmAck>,
+        cancel: CancellationToken,
+        broker: String,
+    ) -> PollLoop {
+        PollLoop {
+            eventloop,
+            link: self.link.clone(),
+            topics: self.topics.clone(),
+            acks,
+            counters: self.counters.clone(),
+            backoff: Backoff::new(INITIAL_DELAY, MAX_DELAY),
+            cancel,
+            broker,
+            connected_at: None,
+            last_error: None,
+        }
+    }
+
+    fn publish_loop(
+        &self,
+        client: AsyncClient,
+        results: mpsc::Receiver<ResultRequest>,
+        shutdown: watch::Receiver<Option<Instant>>,
+        statuses: NodeStatuses,
+        result_qos: QoS,
+    ) -> PublishLoop {
+        PublishLoop {
+            client,
+            link: self.link.clone(),
+            outbox: self.outbox.clone(),
+            retained: self.retained.clone(),
+            results,
+            shutdown,
+            topics: self.topics.clone(),
+            online: statuses.online,
+            offline: statuses.offline,
+            result_qos,
+            counters: self.counters.clone(),
+        }
+    }
+}
+
+impl MqttPublisher {
+    /// Starts publishing for this node; must be called within a Tokio runtime. Fails on
+    /// configuration errors (topics, credentials, TLS files) and on an unusable outbox
+    /// directory; a broker that is down is not an error, the publisher keeps trying.
+    pub fn start(
+        cfg: &MqttConfig,
+        node: &NodeConfig,
+        outbox_dir: &Path,
+    ) -> Result<(MqttPublisher, AckStream), PublishError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| PublishError::NoRuntime)?;
+        let topics = Topics::new(&cfg.prefix, &node.id)?;
+        let statuses = NodeStatuses::new(&topics)?;
+        let will = LastWill::new(topics.node_status(), statuses.offline.clone(), QoS::AtLeastOnce, true);
+        let settings = ClientSettings::new(cfg, node, will)?;
+        let outbox = Outbox::open(outbox_dir, cfg.outbox_max_alarms)?;
+
+        let (results_tx, results_rx) = mpsc::channel(RESULT_QUEUE);
+        let (acks_tx, acks_rx) = mpsc::channel(ACK_QUEUE);
+        let (shutdown_tx, shutdown_rx) = watch::channel(None);
+        let shared = Arc::new(Shared {
+            topics,
+            link: Arc::new(Link::new()),
+            outbox: Arc::new(Mutex::new(outbox)),
+            retained: Arc::default(),
+            results: results_tx,
+            counters: Arc::default(),
+        });
+        let (client, mut eventloop) = AsyncClient::new(settings.options, REQUEST_CAPACITY);
+        let mut network = eventloop.network_options();
+        network.set_connection_timeout(settings.connect_timeout_s);
+        eventloop.set_network_options(network);
+
+        let cancel = CancellationToken::new();
+        let poll = shared.poll_loop(eventloop, acks_tx, cancel.clone(), format!("{}:{}", cfg.host, cfg.port));
+        let publish = shared.publish_loop(client, results_rx, shutdown_rx, statuses, settings.result_qos);
+        let tasks = Tasks {
+            poll: Some(runtime.spawn(poll.run())),
+            publish: Some(runtime.spawn(publish.run())),
+            cancel,
+        };
+        let publisher = MqttPublisher { handle: PublishHandle { shared }, shutdown: shutdown_tx, tasks };
+        Ok((publisher, AckStream::new(acks_rx)))
+    }
+
+    /// A handle for a stage; it stays usable (and alarms stay durable) after shutdown.
+    pub fn handle(&self) -> PublishHandle {
+        self.handle.clone()
+    }
+
+    /// Graceful stop: publishes the explicit offline status (the broker does not send the last
+    /// will after a DISCONNECT), waits up to `deadline` for the outstanding alarms' PUBACKs,
+    /// then disconnects. Alarms still in the outbox are sent after the next start.
+    pub async fn shutdown(self, deadline: Duration) {
+        let MqttPublisher { handle, shutdown, mut tasks } = self;
+        let until = Instant::now() + deadline;
+        shutdown.send_replace(Some(until));
+        let disconnected = match tasks.publish.take() {
+            Some(publish) => join_until(publish, until + DISCONNECT_GRACE, "publish loop").await,
+            None => false,
+        };
+        if let Some(mut poll) = tasks.poll.take() {
+            // After our DISCONNECT the poll loop ends on its own once it is written. Without
+            // one (offline, or the offline status unacknowledged) it is cancelled at once:
+            // dropping the connection lets the broker publish the last will.
+            let written = disconnected && tokio::time::timeout(DISCONNECT_GRACE, &mut poll).await.is_ok();
+            if !written {
+                tasks.cancel.cancel();
+                join_until(poll, Instant::now() + DISCONNECT_GRACE, "poll loop").await;
+            }
+        }
+        drop(handle);
+    }
+}
+
+/// The owner can do everything a handle can, plus shutdown.
+impl Deref for MqttPublisher {
+    type Target = PublishHandle;
+
+    fn deref(&self) -> &PublishHandle {
+        &self.handle
+    }
+}
+
+impl PublishHandle {
+    /// Queues a result; never waits. Dropped (and counted) while offline or when the queue is
+    /// full. Errors only for an unusable camera id or an oversized payload.
+    pub fn publish_result(&self, camera: &str, msg: &ResultMessage) -> Result<(), PublishError> {
+        let topic = self.shared.topics.result(camera)?;
+        let payload = encode(&topic, msg)?;
+        match self.shared.results.try_send(ResultRequest { topic, payload }) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                Counters::add(&self.shared.counters.results_dropped_full);
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(PublishError::Stopped),
+        }
+    }
+
+    /// Stores an alarm durably in the outbox and returns its outbox sequence number; it is
+    /// published as soon as the broker is reachable. The file write and fsync (about a
+    /// millisecond) run on the blocking pool, so the caller's runtime thread does not wait.
+    pub async fn publish_alarm(&self, camera: &str, msg: &AlarmMessage) -> Result<u64, PublishError> {
+        let (topic, payload) = self.alarm_payload(camera, msg)?;
+        let handle = self.clone();
+        tokio::task::spawn_blocking(move || handle.store_alarm(&topic, &payload))
+            .await
+            .map_err(|_| PublishError::Stopped)?
+    }
+
+    /// [`PublishHandle::publish_alarm`] for callers on their own thread (not a runtime
+    /// thread): the same durable write, done inline.
+    pub fn publish_alarm_blocking(&self, camera: &str, msg: &AlarmMessage) -> Result<u64, PublishError> {
+        let (topic, payload) = self.alarm_payload(camera, msg)?;
+        self.store_alarm(&topic, &payload)
+    }
+
+    /// Sets the camera's retained status; sent now if connected, and again after reconnects.
+    pub fn publish_camera_status(&self, camera: &str, status: &CameraStatus) -> Result<(), PublishError> {
+        let topic = self.shared.topics.camera_status(camera)?;
+        self.set_retained(topic, status)
+    }
+
+    /// Sets the camera's retained alarm state; sent now if connected, and again after reconnects.
+    pub fn publish_alarm_state(&self, camera: &str, state: &AlarmState) -> Result<(), PublishError> {
+        let topic = self.shared.topics.alarm_state(camera)?;
+        self.set_retained(topic, state)
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.shared.link.is_connected()
+    }
+
+    /// Follows the broker connection, e.g. for readiness (`READY=1` once connected).
+    pub fn connected(&self) -> watch::Receiver<bool> {
+        self.shared.link.connected()
+    }
+
+    /// Alarms on disk waiting for a PUBACK.
+    pub fn outbox_depth(&self) -> usize {
+        self.lock_outbox().depth()
+    }
+
+    pub fn stats(&self) -> PublishStats {
+        let (depth, refused) = {
+            let outbox = self.lock_outbox();
+            (outbox.depth(), outbox.refused())
+        };
+        self.shared.counters.snapshot(depth, refused)
+    }
+
+    fn alarm_payload(&self, camera: &str, msg: &AlarmMessage) -> Result<(String, Vec<u8>), PublishError> {
+        let topic = self.shared.topics.alarm(camera)?;
+        let payload = encode(&topic, msg)?;
+        Ok((topic, payload))
+    }
+
+    fn store_alarm(&self, topic: &str, payload: &[u8]) -> Result<u64, PublishError> {
+        let seq = self.lock_outbox().push(topic, payload)?;
+        self.shared.link.wake();
+        Ok(seq)
+    }
+
+    fn set_retained(&self, topic: String, body: &impl Serialize) -> Result<(), PublishError> {
+        let payload = encode(&topic, body)?;
+        self.shared.retained.set(topic, payload);
+        self.shared.link.wake();
+        Ok(())
+    }
+
+    fn lock_outbox(&self) -> std::sync::MutexGuard<'_, Outbox> {
+        self.shared.outbox.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The two tasks; aborted when dropped, so a publisher dropped without shutdown leaves nothing
+/// running behind.
+struct Tasks {
+    poll: Option<JoinHandle<()>>,
+    /// Ends with whether it sent DISCONNECT.
+    publish: Option<JoinHandle<bool>>,
+    cancel: CancellationToken,
+}
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+        if let Some(task) = self.poll.take() {
+            task.abort();
+        }
+        if let Some(task) = self.publish.take() {
+            task.abort();
+        }
+    }
+}
+
+/// The node status payloads of this run: online on connect; offline before a graceful
+/// disconnect and as the last will.
+struct NodeStatuses {
+    online: Vec<u8>,
+    offline: Vec<u8>,
+}
+
+impl NodeStatuses {
+    fn new(topics: &Topics) -> Result<NodeStatuses, PublishError> {
+        let started_at = crate::util::time::now_rfc3339();
+        let status = |state| NodeStatus {
+            state,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            started_at: started_at.clone(),
+        };
+        let topic = topics.node_status();
+        Ok(NodeStatuses {
+            online: encode(&topic, &status(NodeState::Online))?,
+            offline: encode(&topic, &status(NodeState::Offline))?,
+        })
+    }
+}
+
+/// Serializes with the schema version and refuses what the client could not send.
+fn encode(topic: &str, body: &impl Serialize) -> Result<Vec<u8>, PublishError> {
+    let payload =
+        messages::encode(body).map_err(|source| PublishError::Encode { topic: topic.to_string(), source })?;
+    // Fixed header, topic and packet id come on top of the payload.
+    let packet = payload.len() + topic.len() + 9;
+    if packet > MAX_PACKET_BYTES {
+        return Err(PublishError::PayloadTooLarge {
+            topic: topic.to_string(),
+            bytes: payload.len(),
+            max: MAX_PACKET_BYTES,
+        });
+    }
+    Ok(payload)
+}
+
+/// Awaits a task until `until`, then aborts it; a panic in it is reported, not swallowed.
+/// Returns the task's result, or the default when it did not finish.
+async fn join_until<T: Default>(mut task: JoinHandle<T>, until: Instant, what: &'static str) -> T {
+    match tokio::time::timeout_at(until, &mut task).await {
+        Ok(Ok(value)) => value,
+        Ok(Err(e)) => {
+            if e.is_panic() {
+                warn!(task = what, "MQTT task panicked.");
+            }
+            T::default()
+        }
+        Err(_) => {
+            warn!(task = what, "MQTT task did not stop by the shutdown deadline; aborted.");
+            task.abort();
+            T::default()
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! Counters of the publisher, for the metrics endpoint. Each drop policy in this module has a
+//! counter here, so no message disappears without a trace.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Live counters, updated by the handles and the two loops.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub results_published: AtomicU64,
+    pub results_dropped_full: AtomicU64,
+    pub results_dropped_offline: AtomicU64,
+    pub alarms_delivered: AtomicU64,
+    pub acks_dropped: AtomicU64,
+    pub acks_invalid: AtomicU64,
+    pub connects: AtomicU64,
+    pub connection_errors: AtomicU64,
+}
+
+impl Counters {
+    pub fn add(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self, outbox_depth: usize, alarms_refused: u64) -> PublishStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        PublishStats {
+            results_published: get(&self.results_published),
+            results_dropped_full: get(&self.results_dropped_full),
+            results_dropped_offline: get(&self.results_dropped_offline),
+            alarms_delivered: get(&self.alarms_delivered),
+            alarms_refused,
+            outbox_depth,
+            acks_dropped: get(&self.acks_dropped),
+            acks_invalid: get(&self.acks_invalid),
+            connects: get(&self.connects),
+            connection_errors: get(&self.connection_errors),
+        }
+    }
+}
+
+/// A snapshot of the publisher's counters (totals since start, except `outbox_depth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PublishStats {
+    /// Results handed to the MQTT client (`inspectd_mqtt_results_total`).
+    pub results_published: u64,
+    /// Results dropped because the queue to the client was full: scoring never waits for MQTT
+    /// (`inspectd_mqtt_results_dropped_total{reason="queue_full"}`).
+    pub results_dropped_full: u64,
+    /// Results dropped while no broker connection was up: a stale verdict is of no use to a
+    /// line (`inspectd_mqtt_results_dropped_total{reason="offline"}`).
+    pub results_dropped_offline: u64,
+    /// Alarms the broker acknowledged (`inspectd_mqtt_alarms_delivered_total`).
+    pub alarms_delivered: u64,
+    /// Alarms refused because the outbox was full (`inspectd_mqtt_alarms_refused_total`).
+    pub alarms_refused: u64,
+    /// Alarms on disk waiting for a PUBACK (`inspectd_mqtt_outbox_alarms`).
+    pub outbox_depth: usize,
+    /// Acks dropped because the consumer of the ack stream fell behind.
+    pub acks_dropped: u64,
+    /// Ack messages whose payload could not be read.
+    pub acks_invalid: u64,
+    /// Successful connections (the first one and every reconnect).
+    pub connects: u64,
+    /// Failed connection attempts and dropped connections.
+    pub connection_errors: u64,
+}

@@ -1,0 +1,115 @@
+//! Topic names of the MQTT contract (design.md §3), built in one place so publisher, tests and
+//! documentation cannot disagree.
+
+use crate::publish::error::PublishError;
+
+/// The topics of one node: `{prefix}/{node}/...`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    /// `{prefix}/{node}`, validated once so per-message topics only check the camera segment.
+    base: String,
+}
+
+impl Topics {
+    /// Checks the prefix (it may span levels, `plant/line3`) and the node id (one level).
+    pub fn new(prefix: &str, node: &str) -> Result<Topics, PublishError> {
+        for level in prefix.split('/') {
+            check_level("mqtt.prefix", prefix, level)?;
+        }
+        check_level("node.id", node, node)?;
+        Ok(Topics { base: format!("{prefix}/{node}") })
+    }
+
+    /// `{prefix}/{node}/status`: online/offline, retained, and the last will.
+    pub fn node_status(&self) -> String {
+        format!("{}/status", self.base)
+    }
+
+    pub fn camera_status(&self, camera: &str) -> Result<String, PublishError> {
+        self.camera(camera, "status")
+    }
+
+    pub fn result(&self, camera: &str) -> Result<String, PublishError> {
+        self.camera(camera, "result")
+    }
+
+    pub fn alarm(&self, camera: &str) -> Result<String, PublishError> {
+        self.camera(camera, "alarm")
+    }
+
+    pub fn alarm_state(&self, camera: &str) -> Result<String, PublishError> {
+        self.camera(camera, "alarm/state")
+    }
+
+    pub fn alarm_ack(&self, camera: &str) -> Result<String, PublishError> {
+        self.camera(camera, "alarm/ack")
+    }
+
+    /// One subscription for the acks of every camera, so the publisher needs no camera list
+    /// and a camera added by a config reload is covered without re-subscribing.
+    pub fn alarm_ack_filter(&self) -> String {
+        format!("{}/+/alarm/ack", self.base)
+    }
+
+    /// The camera id of an ack topic, or `None` when the topic is not an ack topic of this node.
+    pub fn camera_of_ack<'t>(&self, topic: &'t str) -> Option<&'t str> {
+        let rest = topic.strip_prefix(self.base.as_str())?.strip_prefix('/')?;
+        let camera = rest.strip_suffix("/alarm/ack")?;
+        (!camera.is_empty() && !camera.contains('/')).then_some(camera)
+    }
+
+    fn camera(&self, camera: &str, leaf: &str) -> Result<String, PublishError> {
+        check_level("camera id", camera, camera)?;
+        Ok(format!("{}/{camera}/{leaf}", self.base))
+    }
+}
+
+/// A topic level must be non-empty and free of wildcards and NUL, or the broker would reject
+/// the publish (or, for `+`/`#`, a subscriber would match more than meant).
+fn check_level(what: &'static str, value: &str, level: &str) -> Result<(), PublishError> {
+    let reason = if level.is_empty() {
+        "an MQTT topic level must not be empty"
+    } else if level.contains(['+', '#']) {
+        "MQTT wildcards '+' and '#' are not allowed"
+    } else if level.contains('\0') {
+        "NUL is not allowed in MQTT topics"
+    } else if what != "mqtt.prefix" && level.contains('/') {
+        "'/' would add a topic level"
+    } else {
+        return Ok(());
+    };
+    Err(PublishError::InvalidTopic { what, value: value.to_string(), reason })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_the_contract_topics() {
+        let t = Topics::new("plant/line3", "station-1").expect("valid");
+        assert_eq!(t.node_status(), "plant/line3/station-1/status");
+        assert_eq!(t.result("cam1").expect("valid"), "plant/line3/station-1/cam1/result");
+        assert_eq!(t.alarm_state("cam1").expect("valid"), "plant/line3/station-1/cam1/alarm/state");
+        assert_eq!(t.alarm_ack_filter(), "plant/line3/station-1/+/alarm/ack");
+    }
+
+    #[test]
+    fn rejects_levels_that_would_break_the_topic_tree() {
+        assert!(Topics::new("inspectd", "a/b").is_err());
+        assert!(Topics::new("inspectd/", "n").is_err());
+        assert!(Topics::new("insp+ectd", "n").is_err());
+        let t = Topics::new("inspectd", "n").expect("valid");
+        let err = t.alarm("cam#1").expect_err("wildcard");
+        assert!(err.to_string().contains("cam#1"), "{err}");
+    }
+
+    #[test]
+    fn finds_the_camera_of_an_ack_topic() {
+        let t = Topics::new("inspectd", "n").expect("valid");
+        assert_eq!(t.camera_of_ack("inspectd/n/cam1/alarm/ack"), Some("cam1"));
+        assert_eq!(t.camera_of_ack("inspectd/n/cam1/alarm"), None);
+        assert_eq!(t.camera_of_ack("inspectd/other/cam1/alarm/ack"), None);
+        assert_eq!(t.camera_of_ack("inspectd/n/a/b/alarm/ack"), None);
+    }
+}
