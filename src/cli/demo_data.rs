@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
+use crate::synth::video::{write_video, VideoPlan};
 use crate::synth::{write_category, Category, SynthSpec};
 
 #[derive(Debug, Args)]
@@ -30,10 +31,20 @@ pub struct DemoDataArgs {
     pub defects: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Also write a demo video (MJPEG; .avi or .mkv) of the first category: good parts with a
+    /// defect episode every 40 frames, and its labels next to it (FILE.labels.json).
+    #[arg(long, value_name = "FILE")]
+    pub video: Option<PathBuf>,
+    /// Frames in the demo video.
+    #[arg(long, default_value_t = 200)]
+    pub video_frames: usize,
 }
 
 pub fn run(args: DemoDataArgs) -> anyhow::Result<ExitCode> {
     let categories = if args.category.is_empty() { Category::all().to_vec() } else { args.category.clone() };
+    if let Some(path) = &args.video {
+        write_demo_video(&args, categories[0], path)?;
+    }
     for category in categories {
         let spec = SynthSpec {
             category,
@@ -47,4 +58,22 @@ pub fn run(args: DemoDataArgs) -> anyhow::Result<ExitCode> {
         eprintln!("wrote {} ({} files)", summary.category_dir.display(), summary.files_written);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Good parts with a defect episode of 4 frames starting at frame 30 and every 40 frames after.
+fn write_demo_video(args: &DemoDataArgs, category: Category, path: &std::path::Path) -> anyhow::Result<()> {
+    let defects = (30..args.video_frames).step_by(40).map(|start| (start, 4)).collect();
+    let plan =
+        VideoPlan { category, size: args.size, seed: args.seed, frames: args.video_frames, fps: 10, defects };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    write_video(&plan, path)?;
+    let labels = path.with_extension(format!(
+        "{}.labels.json",
+        path.extension().and_then(|e| e.to_str()).unwrap_or("video")
+    ));
+    std::fs::write(&labels, serde_json::to_vec_pretty(&plan.labels())?)?;
+    eprintln!("wrote {} ({} frames) and {}", path.display(), plan.frames, labels.display());
+    Ok(())
 }

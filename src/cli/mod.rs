@@ -7,6 +7,7 @@
 mod bench;
 mod demo_data;
 mod eval;
+mod run;
 mod score;
 mod train;
 
@@ -36,6 +37,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the inspection daemon: cameras → scoring → decisions → MQTT.
+    Run(run::RunArgs),
+    /// Validate a configuration file (and the model bundles it names) without starting anything.
+    CheckConfig(run::RunArgs),
     /// Score images with a model bundle: one JSON line per image.
     Score(score::ScoreArgs),
     /// Train a model bundle from good images (folders, MVTec categories).
@@ -91,6 +96,8 @@ impl RuntimeArgs {
 /// Runs the parsed command line and returns the process exit code.
 pub fn main(cli: Cli) -> ExitCode {
     let result = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::CheckConfig(args) => run::check(args),
         Command::Score(args) => score::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Train(args) => train::run(args),

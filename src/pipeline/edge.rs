@@ -51,7 +51,7 @@ struct Inner<T> {
     not_full: Condvar,
     capacity: usize,
     policy: Overflow,
-    dropped: AtomicU64,
+    dropped: Arc<AtomicU64>,
 }
 
 /// Producer side. Cloning gives another producer; the edge closes when all are dropped or
@@ -120,7 +120,7 @@ pub fn edge_with_signal<T>(
         not_full: Condvar::new(),
         capacity: capacity.max(1),
         policy,
-        dropped: AtomicU64::new(0),
+        dropped: Arc::new(AtomicU64::new(0)),
     });
     let token = Arc::new(ProducerToken { inner: inner.clone() });
     (EdgeSender { inner: inner.clone(), _producer: token }, EdgeReceiver { inner })
@@ -188,6 +188,11 @@ impl<T> EdgeReceiver<T> {
     /// Items dropped by the overflow policy so far.
     pub fn dropped(&self) -> u64 {
         self.inner.dropped.load(Ordering::Relaxed)
+    }
+
+    /// A shared handle on the drop counter, for status and metrics reporters.
+    pub fn drop_counter(&self) -> Arc<AtomicU64> {
+        self.inner.dropped.clone()
     }
 
     /// Takes an item if one is waiting: `Ok(None)` when empty, `Err(())` once closed and drained.

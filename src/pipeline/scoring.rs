@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 use ndarray::Array2;
 use tracing::{error, info};
 
+use super::decide::DecisionInput;
 use super::edge::{EdgeReceiver, Signal};
 use super::frame::Frame;
 use crate::cfa::preprocess::{normalise_rgb_into, Normalisation};
@@ -87,7 +88,7 @@ pub struct ScoringStage {
     pub inputs: Vec<EdgeReceiver<Frame>>,
     pub signal: Arc<Signal>,
     pub batching: Batching,
-    pub output: SyncSender<ScoredFrame>,
+    pub output: SyncSender<DecisionInput>,
     pub stats: Arc<ScoringStats>,
 }
 
@@ -193,7 +194,7 @@ impl ScoringStage {
                         scored_at,
                         model: self.model.clone(),
                     };
-                    if self.output.send(out).is_err() {
+                    if self.output.send(DecisionInput::Frame(Box::new(out))).is_err() {
                         return;
                     }
                 }

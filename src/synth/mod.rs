@@ -29,6 +29,7 @@ mod object;
 mod rng;
 mod scene;
 mod texture;
+pub mod video;
 
 use std::path::PathBuf;
 

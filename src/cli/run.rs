@@ -1,0 +1,100 @@
+//! `inspectd run --config FILE` (the daemon) and `inspectd check-config --config FILE`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use tracing::{info, warn};
+
+use super::EXIT_CONFIG;
+use crate::config::{self, Config};
+use crate::model::bundle::Bundle;
+use crate::service::daemon;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Configuration file (see config/inspectd.toml); INSPECTD__SECTION__KEY variables override it.
+    #[arg(long, short, value_name = "FILE", default_value = "/etc/inspectd/inspectd.toml")]
+    pub config: PathBuf,
+}
+
+/// Loads the config, printing every problem and returning exit code 78 on failure.
+fn load(file: &std::path::Path) -> Result<Config, ExitCode> {
+    config::load(file).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+pub fn check(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let config = match load(&args.config) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let mut bad = 0;
+    for (name, m) in &config.models {
+        match Bundle::load(&m.path) {
+            Ok(b) => eprintln!(
+                "model {name}: {} ({}), threshold {:?}",
+                b.manifest.model.id,
+                m.path.display(),
+                b.manifest.threshold.map(|t| t.image)
+            ),
+            Err(e) => {
+                bad += 1;
+                eprintln!("error: models.{name}.path: {e}");
+            }
+        }
+    }
+    if bad > 0 {
+        return Ok(ExitCode::from(EXIT_CONFIG));
+    }
+    let enabled = config.cameras.values().filter(|c| c.enabled).count();
+    println!("{}: OK ({} models, {enabled} cameras enabled)", args.config.display(), config.models.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let config = match load(&args.config) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("inspectd-rt")
+        .build()
+        .context("tokio runtime")?;
+    let result = rt.block_on(daemon::run(config, shutdown_signal()));
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) if e.is_configuration() => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(EXIT_CONFIG))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Resolves on the first SIGINT or SIGTERM; a second one exits at once.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        warn!("Cannot install signal handlers; stop with SIGKILL.");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received."),
+        _ = int.recv() => info!("SIGINT received."),
+    }
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+        warn!("Second signal: exiting immediately.");
+        std::process::exit(130);
+    });
+}

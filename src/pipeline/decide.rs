@@ -1,0 +1,244 @@
+//! The decision stage: one thread that owns every camera's [`CameraDecision`], so frames and
+//! alarm acknowledgements are applied in one order. For each scored frame it decides, publishes
+//! the result (per the result policy), saves evidence and publishes alarm events and state.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use tracing::{info, warn};
+
+use super::frame::Verdict;
+use super::scoring::ScoredFrame;
+use crate::config::types::{CameraEvidence, ResultMode, ResultPolicy};
+use crate::decision::{AckTarget, AlarmEvent, AlarmKind, AlarmState, CameraDecision, Decision};
+use crate::evidence::{EvidenceLimiter, EvidencePaths, EvidenceStore};
+use crate::publish::messages::{self, AlarmMessage, Evidence, ModelRef, ResultMessage};
+use crate::publish::{AlarmAck, PublishHandle};
+
+/// What the decision thread consumes.
+pub enum DecisionInput {
+    Frame(Box<ScoredFrame>),
+    Ack(AlarmAck),
+}
+
+/// Per-camera state of the decision stage.
+pub struct CameraOutputs {
+    pub decision: CameraDecision,
+    pub evidence: CameraEvidence,
+    /// Wall-clock ms of the last scored frame, read by the camera status reporter.
+    pub last_scored_ms: Arc<AtomicU64>,
+    /// Frames decided so far, for the `every_n` result policy.
+    pub decided: u64,
+}
+
+/// Counters for metrics.
+#[derive(Debug, Default)]
+pub struct DecisionStats {
+    pub frames: AtomicU64,
+    pub ng: AtomicU64,
+    pub alarms_raised: AtomicU64,
+    pub evidence_errors: AtomicU64,
+}
+
+/// The decision thread's state.
+pub struct DecisionStage {
+    pub cameras: HashMap<String, CameraOutputs>,
+    pub publisher: PublishHandle,
+    pub results: ResultPolicy,
+    pub evidence: Option<EvidenceStore>,
+    pub limiter: EvidenceLimiter,
+    pub stats: Arc<DecisionStats>,
+}
+
+impl DecisionStage {
+    /// Runs on a new thread until `input` closes (every scoring stage and the ack forwarder
+    /// have finished).
+    pub fn spawn(mut self, input: Receiver<DecisionInput>) -> std::io::Result<std::thread::JoinHandle<()>> {
+        std::thread::Builder::new().name("decide".into()).spawn(move || {
+            for item in input {
+                match item {
+                    DecisionInput::Frame(f) => self.frame(*f),
+                    DecisionInput::Ack(a) => self.ack(a),
+                }
+            }
+            info!("Decisions finished.");
+        })
+    }
+
+    fn frame(&mut self, f: ScoredFrame) {
+        let camera = f.frame.camera.to_string();
+        let Some(cam) = self.cameras.get_mut(&camera) else {
+            warn!(camera = %camera, "Frame from an unknown camera dropped.");
+            return;
+        };
+        let d = cam.decision.decide(f.frame.seq, f.score, f.map.view(), f.frame.captured_at);
+        cam.decided += 1;
+        cam.last_scored_ms.store(unix_ms(f.scored_at), Ordering::Relaxed);
+        self.stats.frames.fetch_add(1, Ordering::Relaxed);
+        let ng = d.verdict == Verdict::Ng;
+        if ng {
+            self.stats.ng.fetch_add(1, Ordering::Relaxed);
+        }
+        if wants_result(&self.results, d.verdict, cam.decided) {
+            let msg = result_message(&f, &d);
+            if let Err(e) = self.publisher.publish_result(&camera, &msg) {
+                warn!(camera = %camera, "Result not published: {e}");
+            }
+        }
+        let policy = cam.evidence;
+        let raised = d.alarm.as_ref().is_some_and(|a| a.kind == AlarmKind::Raised);
+        let keep = (raised && policy.on_alarm)
+            || (ng && policy.every_ng && self.limiter.allow(&camera, Instant::now()));
+        let paths = if keep { self.save_evidence(&f, d.threshold) } else { None };
+        if let Some(event) = &d.alarm {
+            self.publish_alarm(&camera, event, paths);
+        }
+        if let Some(state) = &d.state {
+            self.publish_state(&camera, state);
+        }
+    }
+
+    fn ack(&mut self, a: AlarmAck) {
+        let Some(cam) = self.cameras.get_mut(&a.camera) else {
+            warn!(camera = %a.camera, "Acknowledgement for an unknown camera ignored.");
+            return;
+        };
+        let target = a.alarm_id.clone().map_or(AckTarget::Current, AckTarget::Id);
+        let reply = cam.decision.acknowledge(&target, SystemTime::now());
+        info!(camera = %a.camera, outcome = ?reply.outcome, "Alarm acknowledgement received.");
+        if let crate::decision::AckOutcome::Cleared(event) = &reply.outcome {
+            self.publish_alarm(&a.camera, event, None);
+        }
+        if let Some(state) = &reply.state {
+            self.publish_state(&a.camera, state);
+        }
+    }
+
+    fn save_evidence(&mut self, f: &ScoredFrame, threshold: f32) -> Option<EvidencePaths> {
+        let store = self.evidence.as_mut()?;
+        let image = f.frame.to_image();
+        let (h, w) = f.map.dim();
+        if (image.width() as usize, image.height() as usize) != (w, h) {
+            return None;
+        }
+        match store.save(
+            &f.frame.camera,
+            f.frame.seq,
+            f.frame.captured_at,
+            &image,
+            f.map.view(),
+            2.0 * threshold,
+        ) {
+            Ok(paths) => Some(paths),
+            Err(e) => {
+                self.stats.evidence_errors.fetch_add(1, Ordering::Relaxed);
+                warn!(camera = %f.frame.camera, "Evidence not saved: {e}");
+                None
+            }
+        }
+    }
+
+    fn publish_alarm(&self, camera: &str, event: &AlarmEvent, paths: Option<EvidencePaths>) {
+        if event.kind == AlarmKind::Raised {
+            self.stats.alarms_raised.fetch_add(1, Ordering::Relaxed);
+        }
+        info!(camera, alarm_id = %event.alarm_id, event = ?event.kind, "Alarm.");
+        let msg = AlarmMessage {
+            alarm_id: event.alarm_id.clone(),
+            event: match event.kind {
+                AlarmKind::Raised => messages::AlarmEvent::Raised,
+                AlarmKind::Cleared => messages::AlarmEvent::Cleared,
+            },
+            seq: event.seq,
+            score: event.score,
+            threshold: event.threshold,
+            started_at: messages::timestamp(event.started_at),
+            evidence: paths.map(|p| Evidence {
+                frame: p.frame.display().to_string(),
+                heatmap: p.heatmap.display().to_string(),
+            }),
+        };
+        // Durable: the outbox holds it until the broker acknowledges, across outages and restarts.
+        if let Err(e) = self.publisher.publish_alarm_blocking(camera, &msg) {
+            warn!(camera, alarm_id = %msg.alarm_id, "ALARM NOT QUEUED: {e}");
+        }
+    }
+
+    fn publish_state(&self, camera: &str, s: &AlarmState) {
+        let msg = messages::AlarmState {
+            active: s.active,
+            alarm_id: s.alarm_id.clone(),
+            since: s.since.map(messages::timestamp),
+            latched: s.latched,
+            acknowledged: s.acknowledged,
+        };
+        if let Err(e) = self.publisher.publish_alarm_state(camera, &msg) {
+            warn!(camera, "Alarm state not published: {e}");
+        }
+    }
+}
+
+fn wants_result(policy: &ResultPolicy, verdict: Verdict, decided: u64) -> bool {
+    match policy.mode {
+        ResultMode::All => true,
+        ResultMode::Ng => verdict == Verdict::Ng,
+        ResultMode::EveryN => {
+            verdict == Verdict::Ng || decided % policy.every.max(1) == 1 % policy.every.max(1)
+        }
+    }
+}
+
+/// The `result` payload for a decided frame.
+pub fn result_message(f: &ScoredFrame, d: &Decision) -> ResultMessage {
+    let latency = f.scored_at.duration_since(f.frame.captured_at).unwrap_or_default();
+    ResultMessage {
+        seq: f.frame.seq,
+        pts: f.frame.pts.map(|p| p.as_nanos() as u64),
+        captured_at: messages::timestamp(f.frame.captured_at),
+        scored_at: messages::timestamp(f.scored_at),
+        latency_ms: latency.as_secs_f64() * 1e3,
+        score: f.score,
+        score_norm: normalised(f, d.threshold),
+        threshold: d.threshold,
+        verdict: d.verdict,
+        regions: d.regions.clone(),
+        model: ModelRef { id: f.model.id.clone(), sha: f.model.sha.clone() },
+        replay: None,
+    }
+}
+
+/// The model's min-max normalisation around the threshold in force (0.5 at the threshold);
+/// without calibration statistics, `0.5 · score / threshold`, clipped to [0, 1].
+fn normalised(f: &ScoredFrame, threshold: f32) -> f32 {
+    match &f.model.threshold {
+        Some(t) => {
+            let mut t = t.clone();
+            t.image = threshold;
+            t.normalise(f.score)
+        }
+        None if threshold > 0.0 => (0.5 * f.score / threshold).clamp(0.0, 1.0),
+        None => 0.0,
+    }
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_millis() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn result_policies_select_frames() {
+        let every3 = ResultPolicy { mode: ResultMode::EveryN, every: 3, qos: 0 };
+        let sent: Vec<u64> = (1..=7).filter(|&n| wants_result(&every3, Verdict::Ok, n)).collect();
+        assert_eq!(sent, vec![1, 4, 7]);
+        assert!(wants_result(&every3, Verdict::Ng, 2), "NG frames always go out");
+        let ng = ResultPolicy { mode: ResultMode::Ng, every: 1, qos: 0 };
+        assert!(!wants_result(&ng, Verdict::Ok, 1) && wants_result(&ng, Verdict::Ng, 1));
+    }
+}

@@ -1,0 +1,319 @@
+//! `inspectd run`: builds every stage from a validated [`Config`] and runs until the shutdown
+//! future resolves, then stops the sources and lets the rest drain (see the crate docs for the
+//! stage diagram and shutdown order).
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::status::{report_camera_status, CameraStatusFeed};
+use crate::config::types::{CameraConfig, Config, ModelConfig};
+use crate::decision::CameraDecision;
+use crate::evidence::{EvidenceLimiter, EvidenceStore};
+use crate::model::bundle::{Bundle, BundleError};
+use crate::model::runtime::{Provider, Runtime, RuntimeError, RuntimeSettings};
+use crate::model::scorer::{ScoreError, Scorer};
+use crate::pipeline::decide::{CameraOutputs, DecisionInput, DecisionStage, DecisionStats};
+use crate::pipeline::edge::{edge_with_signal, EdgeReceiver, Signal};
+use crate::pipeline::frame::Frame;
+use crate::pipeline::scoring::{Batching, ModelIdentity, ScoringStage, ScoringStats};
+use crate::publish::{AckStream, MqttPublisher, PublishError};
+use crate::source::{self, SourceSettings, SourceStatus};
+
+/// Threads of one stage.
+type Threads = Vec<JoinHandle<()>>;
+
+/// Capacity of the channel from the scoring stages to the decision thread.
+const DECISION_QUEUE: usize = 16;
+
+/// Why the daemon could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("model '{name}': {source}")]
+    Bundle { name: String, source: BundleError },
+    #[error("model '{name}': {source}")]
+    Score { name: String, source: ScoreError },
+    #[error("camera '{camera}': {reason}")]
+    Camera { camera: String, reason: String },
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    #[error("evidence store: {0}")]
+    Evidence(String),
+    #[error("cannot start a thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+impl DaemonError {
+    /// Errors a person must fix in the config or the files it names (exit 78, no restart loop).
+    pub fn is_configuration(&self) -> bool {
+        match self {
+            DaemonError::Runtime(e) => {
+                matches!(
+                    e,
+                    RuntimeError::LibraryNotFound { .. }
+                        | RuntimeError::Load { .. }
+                        | RuntimeError::ProviderMissing { .. }
+                )
+            }
+            DaemonError::Bundle { .. } | DaemonError::Camera { .. } | DaemonError::Evidence(_) => true,
+            DaemonError::Publish(e) => !e.is_transient(),
+            _ => false,
+        }
+    }
+}
+
+/// A loaded model, ready for its scoring thread.
+struct LoadedModel {
+    identity: Arc<ModelIdentity>,
+    bundle: Bundle,
+    scorer: Scorer,
+}
+
+/// Everything running, for the shutdown sequence.
+struct Running {
+    cancel: CancellationToken,
+    sources: Vec<JoinHandle<()>>,
+    scoring: Vec<JoinHandle<()>>,
+    decide: JoinHandle<()>,
+    /// Forwards MQTT acks to the decision thread; holds a sender of its channel.
+    acks: tokio::task::JoinHandle<()>,
+    /// Camera status reporters; each ends after publishing its source's final state.
+    status: JoinSet<()>,
+}
+
+/// Runs the daemon until `shutdown` resolves.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+    let started = Instant::now();
+    let runtime = Runtime::init(runtime_settings(&config))?;
+    let models = load_models(&runtime, &config.models).await?;
+    let (publisher, acks) =
+        MqttPublisher::start(&config.mqtt, &config.node, &config.node.state_dir.join("outbox"))?;
+    let running = start(&config, models, &publisher, acks)?;
+    info!(elapsed_ms = started.elapsed().as_millis() as u64, "inspectd running.");
+    shutdown.await;
+    info!("Shutting down: stopping sources, draining frames in flight.");
+    let deadline = Instant::now() + Duration::from_secs_f64(config.node.shutdown_deadline_s);
+    drain(running, deadline).await;
+    publisher
+        .shutdown(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(500)))
+        .await;
+    info!("inspectd stopped.");
+    Ok(())
+}
+
+fn runtime_settings(c: &Config) -> RuntimeSettings {
+    let parse = |names: &[String]| names.iter().filter_map(|n| Provider::parse(n)).collect::<Vec<_>>();
+    RuntimeSettings {
+        library: c.runtime.library.clone(),
+        providers: parse(&c.runtime.providers),
+        required: parse(&c.runtime.required_providers),
+        intra_threads: c.runtime.threads,
+    }
+}
+
+/// Loads and warms up every model off the async threads.
+async fn load_models(
+    runtime: &Runtime,
+    models: &BTreeMap<String, ModelConfig>,
+) -> Result<HashMap<String, LoadedModel>, DaemonError> {
+    let mut loaded = HashMap::new();
+    for (name, m) in models {
+        let (rt, path, n) = (runtime.clone(), m.path.clone(), name.clone());
+        let model = tokio::task::spawn_blocking(move || load_model(&rt, &n, path))
+            .await
+            .map_err(|e| DaemonError::Thread(std::io::Error::other(e.to_string())))??;
+        info!(model = %name, id = %model.identity.id, provider = %model.scorer.provider(), "Model loaded and warmed up.");
+        loaded.insert(name.clone(), model);
+    }
+    Ok(loaded)
+}
+
+fn load_model(runtime: &Runtime, name: &str, path: PathBuf) -> Result<LoadedModel, DaemonError> {
+    let bundle = Bundle::load(&path).map_err(|source| DaemonError::Bundle { name: name.into(), source })?;
+    let scorer =
+        Scorer::new(runtime, &bundle).map_err(|source| DaemonError::Score { name: name.into(), source })?;
+    let identity = Arc::new(ModelIdentity {
+        name: name.to_string(),
+        id: bundle.manifest.model.id.clone(),
+        sha: bundle.short_sha().to_string(),
+        threshold: bundle.manifest.threshold.clone(),
+    });
+    Ok(LoadedModel { identity, bundle, scorer })
+}
+
+/// Wires and starts every stage.
+fn start(
+    config: &Config,
+    models: HashMap<String, LoadedModel>,
+    publisher: &MqttPublisher,
+    mut acks: AckStream,
+) -> Result<Running, DaemonError> {
+    let cameras: Vec<(&String, &CameraConfig)> = config.cameras.iter().filter(|(_, c)| c.enabled).collect();
+    let (decide_tx, decide_rx) = sync_channel::<DecisionInput>(DECISION_QUEUE);
+    let mut outputs = HashMap::new();
+    let mut feeds = Vec::new();
+    for (id, cam) in &cameras {
+        let model = &models[&cam.model];
+        let feed = camera_outputs(id, cam, model)?;
+        feeds.push((id.to_string(), feed.last_scored_ms.clone(), model.identity.name.clone()));
+        outputs.insert(id.to_string(), feed);
+    }
+    let evidence = EvidenceStore::from_config(&config.evidence, &config.node.state_dir)
+        .map_err(|e| DaemonError::Evidence(e.to_string()))?;
+    let stage = DecisionStage {
+        cameras: outputs,
+        publisher: publisher.handle(),
+        results: config.mqtt.results.clone(),
+        evidence: Some(evidence),
+        limiter: EvidenceLimiter::new(min_interval(&cameras)),
+        stats: Arc::new(DecisionStats::default()),
+    };
+    let decide = stage.spawn(decide_rx)?;
+    let ack_tx = decide_tx.clone();
+    let acks = tokio::spawn(async move {
+        while let Some(ack) = acks.recv().await {
+            forward(&ack_tx, DecisionInput::Ack(ack)).await;
+        }
+    });
+    let cancel = CancellationToken::new();
+    let mut status = JoinSet::new();
+    let (sources, scoring) =
+        start_streams(config, models, &cameras, decide_tx, &cancel, publisher, &feeds, &mut status)?;
+    Ok(Running { cancel, sources, scoring, decide, acks, status })
+}
+
+fn camera_outputs(id: &str, cam: &CameraConfig, model: &LoadedModel) -> Result<CameraOutputs, DaemonError> {
+    let threshold = cam.threshold.or(model.identity.threshold.as_ref().map(|t| t.image)).ok_or_else(|| DaemonError::Camera {
+        camera: id.to_string(),
+        reason: format!(
+            "model '{}' ({}) has no calibrated threshold: retrain it with held-out images or set cameras.{id}.threshold",
+            model.identity.name,
+            model.bundle.dir.display()
+        ),
+    })?;
+    let decision = CameraDecision::new(id, threshold, cam.alarm)
+        .map_err(|e| DaemonError::Camera { camera: id.to_string(), reason: e.to_string() })?;
+    Ok(CameraOutputs {
+        decision,
+        evidence: cam.evidence,
+        last_scored_ms: Arc::new(AtomicU64::new(0)),
+        decided: 0,
+    })
+}
+
+/// The evidence limiter is shared; the shortest configured interval applies to every camera.
+fn min_interval(cameras: &[(&String, &CameraConfig)]) -> Duration {
+    let secs = cameras.iter().map(|(_, c)| c.evidence.min_interval_s).fold(f64::INFINITY, f64::min);
+    Duration::try_from_secs_f64(secs).unwrap_or(Duration::from_secs(5))
+}
+
+/// Sends to the blocking decision channel from async code without blocking a runtime thread.
+async fn forward(tx: &SyncSender<DecisionInput>, mut item: DecisionInput) {
+    loop {
+        match tx.try_send(item) {
+            Ok(()) => return,
+            Err(std::sync::mpsc::TrySendError::Full(back)) => {
+                item = back;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => return,
+        }
+    }
+}
+
+/// Starts, per model, a scoring thread fed by its cameras' edges, and a source per camera.
+#[allow(clippy::too_many_arguments)]
+fn start_streams(
+    config: &Config,
+    models: HashMap<String, LoadedModel>,
+    cameras: &[(&String, &CameraConfig)],
+    decide_tx: SyncSender<DecisionInput>,
+    cancel: &CancellationToken,
+    publisher: &MqttPublisher,
+    feeds: &[(String, Arc<AtomicU64>, String)],
+    tasks: &mut JoinSet<()>,
+) -> Result<(Threads, Threads), DaemonError> {
+    let mut sources = Vec::new();
+    let mut scoring = Vec::new();
+    for (name, model) in models {
+        let signal = Arc::new(Signal::default());
+        let mut inputs: Vec<EdgeReceiver<Frame>> = Vec::new();
+        let (h, w) = model.scorer.input_size();
+        for (id, cam) in cameras.iter().filter(|(_, c)| c.model == name) {
+            let settings = SourceSettings {
+                camera: Arc::from(id.as_str()),
+                source: cam.source.clone(),
+                roi: cam.roi,
+                width: w as u32,
+                height: h as u32,
+            };
+            let (tx, rx) = edge_with_signal(cam.queue, settings.overflow(), Some(signal.clone()));
+            let (status_tx, status_rx) = watch::channel(SourceStatus::starting());
+            sources.push(source::spawn(settings, tx, status_tx, cancel.child_token())?);
+            let dropped = rx.drop_counter();
+            inputs.push(rx);
+            let (_, scored, model_name) = feeds.iter().find(|(c, _, _)| c == *id).expect("feed per camera");
+            let feed = CameraStatusFeed {
+                camera: id.to_string(),
+                model: model_name.clone(),
+                last_scored_ms: scored.clone(),
+                dropped,
+                interval: Duration::from_secs_f64(config.mqtt.status_interval_s.max(0.5)),
+            };
+            tasks.spawn(report_camera_status(feed, status_rx, publisher.handle()));
+        }
+        let stage = ScoringStage {
+            norm: model.bundle.manifest.input.normalisation(),
+            scorer: model.scorer,
+            model: model.identity,
+            inputs,
+            signal,
+            batching: Batching {
+                max_batch: config.models[&name].batch,
+                max_wait: Duration::from_millis(config.models[&name].max_wait_ms),
+            },
+            output: decide_tx.clone(),
+            stats: Arc::new(ScoringStats::default()),
+        };
+        scoring.push(stage.spawn()?);
+    }
+    Ok((sources, scoring))
+}
+
+/// Stops the sources and waits, until `deadline`, for each stage to drain in order.
+async fn drain(running: Running, deadline: Instant) {
+    let Running { cancel, sources, scoring, decide, acks, mut status } = running;
+    cancel.cancel();
+    join_all("sources", sources, deadline).await;
+    join_all("scoring", scoring, deadline).await;
+    // The ack forwarder holds a sender of the decision channel; stop it so the channel closes.
+    acks.abort();
+    join_all("decisions", vec![decide], deadline).await;
+    let left = deadline.saturating_duration_since(Instant::now());
+    if tokio::time::timeout(left, async { while status.join_next().await.is_some() {} }).await.is_err() {
+        status.abort_all();
+    }
+}
+
+async fn join_all(what: &'static str, handles: Vec<JoinHandle<()>>, deadline: Instant) {
+    let joined = tokio::task::spawn_blocking(move || handles.into_iter().for_each(|h| drop(h.join())));
+    let left = deadline.saturating_duration_since(Instant::now());
+    match tokio::time::timeout(left, joined).await {
+        Ok(_) => info!(stage = what, "Stage drained."),
+        Err(_) => {
+            warn!(stage = what, "Shutdown deadline passed before this stage finished; exiting without it.")
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! Running as a service: the daemon's wiring and lifecycle.
+
+pub mod daemon;
+pub mod status;

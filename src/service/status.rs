@@ -1,0 +1,70 @@
+//! Camera status messages: published (retained) on every change of the source's state and
+//! every `status_interval_s`, with the frame rate and the times of the last frame and verdict.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::publish::messages::{self, CameraState, CameraStatus};
+use crate::publish::PublishHandle;
+use crate::source::{SourceState, SourceStatus};
+
+/// What the reporter of one camera reads besides the source status.
+pub struct CameraStatusFeed {
+    pub camera: String,
+    pub model: String,
+    /// Wall-clock ms of the last scored frame (0: none yet), written by the decision stage.
+    pub last_scored_ms: Arc<AtomicU64>,
+    /// Frames the camera's edge dropped because scoring fell behind.
+    pub dropped: Arc<AtomicU64>,
+    pub interval: Duration,
+}
+
+/// Publishes the camera's status until its source ends, then once more with the final state.
+pub async fn report_camera_status(
+    feed: CameraStatusFeed,
+    mut source: watch::Receiver<SourceStatus>,
+    publisher: PublishHandle,
+) {
+    let mut ticker = tokio::time::interval(feed.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_state = None;
+    loop {
+        let ended = tokio::select! {
+            changed = source.changed() => changed.is_err(),
+            _ = ticker.tick() => false,
+        };
+        let status = source.borrow_and_update().clone();
+        if last_state != Some(status.state) {
+            info!(camera = %feed.camera, state = ?status.state, message = status.message.as_deref().unwrap_or(""), "Camera state changed.");
+            last_state = Some(status.state);
+        }
+        if let Err(e) = publisher.publish_camera_status(&feed.camera, &message(&feed, &status)) {
+            warn!(camera = %feed.camera, "Camera status not published: {e}");
+        }
+        if ended {
+            return;
+        }
+    }
+}
+
+fn message(feed: &CameraStatusFeed, s: &SourceStatus) -> CameraStatus {
+    let scored = feed.last_scored_ms.load(Ordering::Relaxed);
+    CameraStatus {
+        state: match s.state {
+            SourceState::Starting => CameraState::Starting,
+            SourceState::Streaming => CameraState::Streaming,
+            SourceState::Reconnecting => CameraState::Reconnecting,
+            SourceState::Error => CameraState::Error,
+            SourceState::Stopped => CameraState::Stopped,
+        },
+        fps: (s.fps * 100.0).round() / 100.0,
+        frames_dropped: feed.dropped.load(Ordering::Relaxed),
+        last_frame_at: s.last_frame_at.map(messages::timestamp),
+        last_scored_at: (scored > 0).then(|| messages::timestamp(UNIX_EPOCH + Duration::from_millis(scored))),
+        model: Some(feed.model.clone()),
+    }
+}
