@@ -52,6 +52,7 @@ pub mod model;
 pub mod onnx;
 pub mod pipeline;
 pub mod publish;
+pub mod replay;
 pub mod service;
 pub mod source;
 pub mod synth;

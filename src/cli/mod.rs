@@ -7,6 +7,7 @@
 mod bench;
 mod demo_data;
 mod eval;
+mod replay;
 mod run;
 mod score;
 mod train;
@@ -39,6 +40,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the inspection daemon: cameras → scoring → decisions → MQTT.
     Run(run::RunArgs),
+    /// Replay recorded videos or image folders through the scoring and alarm logic.
+    Replay(replay::ReplayArgs),
     /// Validate a configuration file (and the model bundles it names) without starting anything.
     CheckConfig(run::RunArgs),
     /// Score images with a model bundle: one JSON line per image.
@@ -98,6 +101,7 @@ pub fn main(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::CheckConfig(args) => run::check(args),
+        Command::Replay(args) => replay::run(args),
         Command::Score(args) => score::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Train(args) => train::run(args),

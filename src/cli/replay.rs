@@ -1,0 +1,218 @@
+//! `inspectd replay`: recorded videos, image folders or glob patterns through the daemon's
+//! scoring and decision stages, written per frame, summarised, optionally annotated, saved as
+//! evidence and published over MQTT.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::RuntimeArgs;
+use crate::config::types::AlarmConfig;
+use crate::config::{self, Config};
+use crate::evidence::{EvidenceFormat, EvidenceStore};
+use crate::model::bundle::Bundle;
+use crate::model::runtime::Runtime;
+use crate::model::scorer::Scorer;
+use crate::publish::MqttPublisher;
+use crate::replay::input::{expand, Bound, Selection};
+use crate::replay::output::{read_labels, Format, LineWriter};
+use crate::replay::{replay, Pace, ReplaySettings, ReplaySummary};
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Model bundle to score with.
+    #[arg(long, value_name = "DIR")]
+    pub model: PathBuf,
+    /// Daemon config: with --camera, its alarm, ROI and threshold settings; with --mqtt, the broker.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Camera id in --config whose settings to use (also names alarms and evidence).
+    #[arg(long)]
+    pub camera: Option<String>,
+    /// `fast`: every frame, as fast as the machine allows. `realtime`: at the file's frame rate,
+    /// dropping like a live camera when scoring falls behind.
+    #[arg(long, value_enum, default_value = "fast")]
+    pub pace: Pace,
+    /// Score every N-th frame.
+    #[arg(long, default_value_t = 1)]
+    pub every: u64,
+    /// First frame to score: a frame number (120) or a time (12.5s, 1:02.5).
+    #[arg(long, value_parser = Bound::parse)]
+    pub start: Option<Bound>,
+    /// Stop before this frame or time.
+    #[arg(long, value_parser = Bound::parse)]
+    pub end: Option<Bound>,
+    /// Frames per scoring run.
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Overrides the threshold (raw score).
+    #[arg(long)]
+    pub threshold: Option<f32>,
+    /// Per-frame results file (default: standard output).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "jsonl")]
+    pub format: Format,
+    /// Also write the summary as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub summary: Option<PathBuf>,
+    /// Frame labels (JSON list of {frame, label} or {start, end, label}) for AUROC and F1.
+    #[arg(long, value_name = "FILE")]
+    pub labels: Option<PathBuf>,
+    /// Write the video with heatmap, verdict and score burned in (.mkv or .avi, MJPEG).
+    #[arg(long, value_name = "FILE")]
+    pub annotate: Option<PathBuf>,
+    /// Save NG frames and heatmap overlays here.
+    #[arg(long, value_name = "DIR")]
+    pub evidence: Option<PathBuf>,
+    /// Publish results and alarms like the daemon (flagged `replay: true`); needs --config.
+    #[arg(long)]
+    pub mqtt: bool,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+    /// Video files, folders of images (sorted by name) or glob patterns (quote them).
+    #[arg(required = true, value_name = "INPUT")]
+    pub inputs: Vec<String>,
+}
+
+pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(args.every >= 1 && args.batch >= 1, "--every and --batch must be at least 1");
+    let config = match &args.config {
+        Some(file) => Some(config::load(file)?),
+        None => None,
+    };
+    let inputs = expand(&args.inputs)?;
+    let bundle = Bundle::load(&args.model).context("cannot load the model bundle")?;
+    let runtime = Runtime::init(args.runtime.settings())?;
+    let scorer = Scorer::new(&runtime, &bundle)?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let publisher = match (&args.mqtt, &config) {
+        (false, _) => None,
+        (true, None) => bail!("--mqtt needs --config for the broker settings"),
+        (true, Some(c)) => Some(
+            rt.block_on(async {
+                MqttPublisher::start(
+                    &c.mqtt,
+                    &c.node,
+                    &std::env::temp_dir().join(format!("inspectd-replay-outbox-{}", std::process::id())),
+                )
+            })?
+            .0,
+        ),
+    };
+    let settings = settings(&args, config.as_ref(), inputs, publisher.as_ref().map(|p| p.handle()))?;
+    let out: Box<dyn std::io::Write + Send> = match &args.out {
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout())),
+    };
+    let mut writer = LineWriter::new(out, args.format)?;
+    let bar = ProgressBar::new_spinner().with_style(
+        ProgressStyle::with_template("{spinner} {pos} frames  {per_sec}  {msg}").expect("valid template"),
+    );
+    let mut progress = |done: u64, total: Option<u64>| {
+        if let Some(t) = total.filter(|_| bar.length() != total) {
+            bar.set_length(t);
+            bar.set_style(
+                ProgressStyle::with_template("[{bar:30}] {pos}/{len} frames  {per_sec}  ETA {eta}")
+                    .expect("valid template"),
+            );
+        }
+        bar.set_position(done);
+    };
+    let summary = replay(scorer, &bundle, settings, &mut writer, &mut progress)?;
+    bar.finish_and_clear();
+    writer.finish()?;
+    if let Some(p) = publisher {
+        rt.block_on(p.shutdown(Duration::from_secs(5)));
+    }
+    report(&summary, args.summary.as_ref())?;
+    Ok(if summary.failed() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+fn settings(
+    args: &ReplayArgs,
+    config: Option<&Config>,
+    inputs: Vec<crate::replay::input::Input>,
+    mqtt: Option<crate::publish::PublishHandle>,
+) -> anyhow::Result<ReplaySettings> {
+    let camera = match (&args.camera, config) {
+        (Some(id), Some(c)) => Some((
+            id.clone(),
+            c.cameras.get(id).with_context(|| format!("no camera '{id}' in the config"))?.clone(),
+        )),
+        (Some(_), None) => bail!("--camera needs --config"),
+        _ => None,
+    };
+    let evidence = match &args.evidence {
+        Some(dir) => Some(EvidenceStore::open(dir, 100_000, u64::MAX, EvidenceFormat::parse("png")?)?),
+        None => None,
+    };
+    Ok(ReplaySettings {
+        inputs,
+        camera: camera.as_ref().map_or_else(|| "replay".to_string(), |(id, _)| id.clone()),
+        roi: camera.as_ref().and_then(|(_, c)| c.roi),
+        alarm: camera.as_ref().map_or_else(AlarmConfig::default, |(_, c)| c.alarm),
+        threshold: args.threshold.or(camera.as_ref().and_then(|(_, c)| c.threshold)),
+        pace: args.pace,
+        selection: Selection {
+            every: args.every,
+            start: args.start.unwrap_or(Bound::Frame(0)),
+            end: args.end,
+        },
+        batch: args.batch,
+        labels: args.labels.as_ref().map(|p| read_labels(p)).transpose()?,
+        annotate: args.annotate.clone(),
+        evidence,
+        mqtt,
+    })
+}
+
+fn report(s: &ReplaySummary, file: Option<&PathBuf>) -> anyhow::Result<()> {
+    for i in &s.inputs {
+        match &i.error {
+            Some(e) => {
+                eprintln!("FAILED {}: {e} ({} frames scored before the error)", i.input, i.frames_scored)
+            }
+            None => eprintln!("{}: {} frames, {} NG, {} alarms", i.input, i.frames_scored, i.ng, i.alarms),
+        }
+    }
+    eprintln!(
+        "scored {} frames ({} dropped) in {:.1} s: {:.1} frames/s; {} NG, {} alarms; threshold {:.4}",
+        s.frames_scored,
+        s.frames_dropped,
+        s.wall_s,
+        s.frames_per_second,
+        s.ng_frames,
+        s.alarms_raised,
+        s.threshold
+    );
+    let d = &s.scores;
+    eprintln!(
+        "scores: min {:.4}  p50 {:.4}  p90 {:.4}  p99 {:.4}  max {:.4}",
+        d.min, d.p50, d.p90, d.p99, d.max
+    );
+    if let Some(l) = &s.labels {
+        eprintln!(
+            "labels: {} of {} frames defective; AUROC {}; at threshold precision {:.3} recall {:.3} F1 {:.3}; best F1 {} at threshold {}",
+            l.defective,
+            l.frames,
+            l.auroc.map_or("-".into(), |a| format!("{a:.4}")),
+            l.precision,
+            l.recall,
+            l.f1,
+            l.best_f1.map_or("-".into(), |f| format!("{f:.3}")),
+            l.best_f1_threshold.map_or("-".into(), |t| format!("{t:.4}"))
+        );
+    }
+    if let Some(path) = file {
+        std::fs::write(path, serde_json::to_vec_pretty(s)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,335 @@
+//! `inspectd replay`: recorded videos and image folders through the daemon's own stages —
+//! frames → bounded edge → [`ScoringStage`] → per-recording [`CameraDecision`] — with the
+//! results written per frame instead of (or besides) published.
+//!
+//! - `fast` pace: the feeder blocks on a full edge, so nothing is dropped and the scorer always
+//!   has a full batch waiting (the edge holds two batches).
+//! - `realtime` pace: frames are released at their media time into a drop-oldest edge, as a
+//!   live camera would deliver them.
+//!
+//! Frames carry media time as capture time, so the same input and model give byte-identical
+//! output, alarm ids included.
+
+pub mod annotate;
+pub mod input;
+pub mod output;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::mpsc::sync_channel;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use self::annotate::Annotator;
+use self::input::{Feeder, Input, Selection};
+use self::output::{
+    is_defective, label_metrics, Distribution, FrameLine, LabelEntry, LabelMetrics, LineWriter,
+};
+use crate::config::types::{AlarmConfig, Roi};
+use crate::decision::{AlarmKind, CameraDecision};
+use crate::evidence::EvidenceStore;
+use crate::model::bundle::Bundle;
+use crate::model::scorer::{ScoreError, Scorer};
+use crate::pipeline::decide::{result_message, DecisionInput};
+use crate::pipeline::edge::{edge_with_signal, Overflow, Signal};
+use crate::pipeline::frame::{Frame, Verdict};
+use crate::pipeline::scoring::{Batching, ModelIdentity, ScoredFrame, ScoringStage, ScoringStats};
+use crate::publish::messages::{self, AlarmMessage};
+use crate::publish::PublishHandle;
+
+/// How fast frames are fed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Pace {
+    Fast,
+    Realtime,
+}
+
+/// Everything a replay run needs.
+pub struct ReplaySettings {
+    pub inputs: Vec<Input>,
+    /// Names alarms and evidence (the config camera id, or "replay").
+    pub camera: String,
+    pub roi: Option<Roi>,
+    pub alarm: AlarmConfig,
+    pub threshold: Option<f32>,
+    pub pace: Pace,
+    pub selection: Selection,
+    pub batch: usize,
+    pub labels: Option<Vec<LabelEntry>>,
+    pub annotate: Option<PathBuf>,
+    pub evidence: Option<EvidenceStore>,
+    pub mqtt: Option<PublishHandle>,
+}
+
+/// Per-input outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct InputSummary {
+    pub input: String,
+    pub frames_scored: u64,
+    pub ng: u64,
+    pub alarms: u64,
+    /// Why the input failed (part of it may still have been scored).
+    pub error: Option<String>,
+}
+
+/// The run's summary (`--summary FILE.json` and the printed table).
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplaySummary {
+    pub model: String,
+    pub pace: String,
+    pub inputs: Vec<InputSummary>,
+    pub frames_scored: u64,
+    pub frames_dropped: u64,
+    pub ng_frames: u64,
+    pub alarms_raised: u64,
+    pub threshold: f32,
+    pub scores: Distribution,
+    pub frames_per_second: f64,
+    pub wall_s: f64,
+    pub labels: Option<LabelMetrics>,
+}
+
+impl ReplaySummary {
+    pub fn failed(&self) -> bool {
+        self.inputs.iter().any(|i| i.error.is_some())
+    }
+}
+
+/// Progress for the bar: frames scored so far and the estimated total.
+pub type Progress<'a> = &'a mut dyn FnMut(u64, Option<u64>);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error(transparent)]
+    Score(#[from] ScoreError),
+    #[error("{0}")]
+    Setup(String),
+    #[error("cannot write results: {0}")]
+    Write(#[from] std::io::Error),
+    #[error(transparent)]
+    Annotate(#[from] annotate::AnnotateError),
+}
+
+/// Replays every input through the scoring and decision stages.
+pub fn replay(
+    scorer: Scorer,
+    bundle: &Bundle,
+    mut s: ReplaySettings,
+    writer: &mut LineWriter,
+    progress: Progress<'_>,
+) -> Result<ReplaySummary, ReplayError> {
+    let started = Instant::now();
+    let (h, w) = scorer.input_size();
+    let threshold = s.threshold.or(bundle.manifest.threshold.as_ref().map(|t| t.image)).ok_or_else(|| {
+        ReplayError::Setup(format!(
+            "model {} has no calibrated threshold: pass --threshold or retrain with held-out images",
+            bundle.dir.display()
+        ))
+    })?;
+    let identity = Arc::new(ModelIdentity {
+        name: bundle.manifest.model.id.clone(),
+        id: bundle.manifest.model.id.clone(),
+        sha: bundle.short_sha().to_string(),
+        threshold: bundle.manifest.threshold.clone(),
+    });
+    let signal = Arc::new(Signal::default());
+    let (policy, capacity, wait) = match s.pace {
+        Pace::Fast => (Overflow::Block, 2 * s.batch, Duration::from_secs(2)),
+        Pace::Realtime => (Overflow::DropOldest, s.batch.max(2), Duration::from_millis(20)),
+    };
+    let (frames_tx, frames_rx) = edge_with_signal::<Frame>(capacity, policy, Some(signal.clone()));
+    let dropped = frames_rx.drop_counter();
+    let (scored_tx, scored_rx) = sync_channel::<DecisionInput>(2 * s.batch);
+    let stage = ScoringStage {
+        scorer,
+        model: identity,
+        norm: bundle.manifest.input.normalisation(),
+        inputs: vec![frames_rx],
+        signal,
+        batching: Batching { max_batch: s.batch, max_wait: wait },
+        output: scored_tx,
+        stats: Arc::new(ScoringStats::default()),
+    };
+    let scoring = stage.spawn()?;
+    let feeder = Feeder {
+        camera: Arc::from(""),
+        roi: s.roi,
+        width: w as u32,
+        height: h as u32,
+        selection: s.selection,
+        realtime: s.pace == Pace::Realtime,
+        image_fps: 10.0,
+    };
+    let inputs = s.inputs.clone();
+    let feeding = std::thread::Builder::new().name("replay-feed".into()).spawn(move || {
+        inputs
+            .iter()
+            .map(|input| {
+                let f = Feeder { camera: Arc::from(input.name()), ..feeder.clone() };
+                f.run(input, &frames_tx).map_err(|e| e.to_string())
+            })
+            .collect::<Vec<_>>()
+    })?;
+    let mut run = Consumer::new(&s, threshold, w as u32, h as u32)?;
+    let total = estimate_total(&s.inputs);
+    for item in scored_rx {
+        if let DecisionInput::Frame(f) = item {
+            run.frame(&mut s, *f, writer)?;
+            progress(run.scored, total);
+        }
+    }
+    let outcomes = feeding.join().map_err(|_| ReplayError::Setup("the replay feeder panicked".into()))?;
+    let _ = scoring.join();
+    run.finish(&s, outcomes, dropped.load(std::sync::atomic::Ordering::Relaxed), bundle, started)
+}
+
+/// Frames expected, when the containers say (for the progress bar's ETA).
+fn estimate_total(inputs: &[Input]) -> Option<u64> {
+    let mut total = 0;
+    for input in inputs {
+        total += match input {
+            Input::Images { files, .. } => files.len() as u64,
+            Input::Video(_) => return None,
+        };
+    }
+    Some(total)
+}
+
+/// Per-recording decisions and the accumulating summary, on the calling thread.
+struct Consumer {
+    threshold: f32,
+    decisions: HashMap<String, CameraDecision>,
+    per_input: Vec<InputSummary>,
+    scores: Vec<f32>,
+    labels: Vec<bool>,
+    scored: u64,
+    annotator: Option<Annotator>,
+}
+
+impl Consumer {
+    fn new(s: &ReplaySettings, threshold: f32, w: u32, h: u32) -> Result<Consumer, ReplayError> {
+        let annotator = match &s.annotate {
+            Some(path) => Some(Annotator::create(path, w, h, 10)?),
+            None => None,
+        };
+        let per_input = s
+            .inputs
+            .iter()
+            .map(|i| InputSummary { input: i.name(), frames_scored: 0, ng: 0, alarms: 0, error: None })
+            .collect();
+        Ok(Consumer {
+            threshold,
+            decisions: HashMap::new(),
+            per_input,
+            scores: Vec::new(),
+            labels: Vec::new(),
+            scored: 0,
+            annotator,
+        })
+    }
+
+    fn frame(
+        &mut self,
+        s: &mut ReplaySettings,
+        f: ScoredFrame,
+        writer: &mut LineWriter,
+    ) -> Result<(), ReplayError> {
+        let input = f.frame.camera.to_string();
+        let index = s.inputs.iter().position(|i| i.name() == input).unwrap_or(0);
+        let name = if s.inputs.len() > 1 { format!("{}.{index}", s.camera) } else { s.camera.clone() };
+        let decision = match self.decisions.entry(input.clone()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => v.insert(
+                CameraDecision::new(name.as_str(), self.threshold, s.alarm)
+                    .map_err(|e| ReplayError::Setup(e.to_string()))?,
+            ),
+        };
+        let d = decision.decide(f.frame.seq, f.score, f.map.view(), f.frame.captured_at);
+        let mut msg = result_message(&f, &d);
+        let pts_ms = f.frame.pts.map_or(0.0, |p| p.as_secs_f64() * 1e3);
+        writer.write(&FrameLine::new(&input, f.frame.seq, pts_ms, msg.score_norm, &d))?;
+        let summary = &mut self.per_input[index];
+        summary.frames_scored += 1;
+        summary.ng += u64::from(d.verdict == Verdict::Ng);
+        summary.alarms += u64::from(d.alarm.as_ref().is_some_and(|a| a.kind == AlarmKind::Raised));
+        self.scored += 1;
+        self.scores.push(f.score);
+        if let Some(labels) = &s.labels {
+            self.labels.push(is_defective(labels, f.frame.seq));
+        }
+        let evidence = match (&mut s.evidence, d.verdict) {
+            (Some(store), Verdict::Ng) => store
+                .save(
+                    &name,
+                    f.frame.seq,
+                    f.frame.captured_at,
+                    &f.frame.to_image(),
+                    f.map.view(),
+                    2.0 * d.threshold,
+                )
+                .ok(),
+            _ => None,
+        };
+        if let Some(mqtt) = &s.mqtt {
+            msg.replay = Some(true);
+            let _ = mqtt.publish_result(&s.camera, &msg);
+            if let Some(event) = &d.alarm {
+                let alarm = AlarmMessage {
+                    alarm_id: event.alarm_id.clone(),
+                    event: if event.kind == AlarmKind::Raised {
+                        messages::AlarmEvent::Raised
+                    } else {
+                        messages::AlarmEvent::Cleared
+                    },
+                    seq: event.seq,
+                    score: event.score,
+                    threshold: event.threshold,
+                    started_at: messages::timestamp(event.started_at),
+                    evidence: evidence.map(|p| messages::Evidence {
+                        frame: p.frame.display().to_string(),
+                        heatmap: p.heatmap.display().to_string(),
+                    }),
+                };
+                let _ = mqtt.publish_alarm_blocking(&s.camera, &alarm);
+            }
+        }
+        if let Some(a) = &mut self.annotator {
+            a.push(&f.frame.to_image(), f.map.view(), f.score, d.threshold, d.verdict)?;
+        }
+        Ok(())
+    }
+
+    fn finish(
+        mut self,
+        s: &ReplaySettings,
+        outcomes: Vec<Result<u64, String>>,
+        dropped: u64,
+        bundle: &Bundle,
+        started: Instant,
+    ) -> Result<ReplaySummary, ReplayError> {
+        for (summary, outcome) in self.per_input.iter_mut().zip(outcomes) {
+            summary.error = outcome.err();
+        }
+        if let Some(a) = self.annotator.take() {
+            a.finish()?;
+        }
+        let wall = started.elapsed().as_secs_f64();
+        let labels = s.labels.as_ref().map(|_| label_metrics(&self.scores, &self.labels, self.threshold));
+        Ok(ReplaySummary {
+            model: bundle.manifest.model.id.clone(),
+            pace: format!("{:?}", s.pace).to_lowercase(),
+            frames_scored: self.scored,
+            frames_dropped: dropped,
+            ng_frames: self.per_input.iter().map(|i| i.ng).sum(),
+            alarms_raised: self.per_input.iter().map(|i| i.alarms).sum(),
+            inputs: self.per_input,
+            threshold: self.threshold,
+            scores: Distribution::of(&self.scores),
+            frames_per_second: self.scored as f64 / wall.max(1e-9),
+            wall_s: wall,
+            labels,
+        })
+    }
+}
