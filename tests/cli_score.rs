@@ -43,6 +43,8 @@ fn fixture() -> &'static (PathBuf, PathBuf) {
             calibration: NormalCalibration::default(),
             validation: None,
             min_images: 2,
+            video_frames: 120,
+            live: None,
         };
         let rt = Runtime::init(RuntimeSettings::default()).unwrap();
         train(&rt, &settings, &mut |_| {}).unwrap();

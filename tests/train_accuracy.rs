@@ -41,6 +41,8 @@ fn settings(data: &Path, out: &Path, epochs: usize, seed: u64) -> TrainSettings 
         calibration: NormalCalibration::default(),
         validation: None,
         min_images: 2,
+        video_frames: 120,
+        live: None,
     }
 }
 
@@ -132,5 +134,37 @@ fn a_missing_backbone_fails_before_writing_anything() {
     let err = train(&runtime(), &s, &mut |_| {}).unwrap_err().to_string();
     assert!(err.contains("nope.onnx"), "{err}");
     assert!(!out.exists());
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn trains_from_a_video_and_from_a_live_camera() {
+    use inspectd::config::types::{SourceConfig, TestSource};
+    use inspectd::synth::video::{write_video, VideoPlan};
+    use inspectd::train::run::LiveCapture;
+    let root = temp_dir("video-live");
+    let video = root.join("good.mkv");
+    let plan =
+        VideoPlan { category: Category::Stone, size: 128, seed: 2, frames: 40, fps: 10, defects: vec![] };
+    write_video(&plan, &video).unwrap();
+    let rt = runtime();
+    let mut s = settings(&video, &root.join("from-video"), 1, 0);
+    s.video_frames = 12;
+    let report = train(&rt, &s, &mut |_| {}).unwrap();
+    assert_eq!(report.train_images + report.holdout_images, 12, "12 frames sampled from the video");
+
+    let mut s = settings(&video, &root.join("from-camera"), 1, 0);
+    s.inputs.clear();
+    s.live = Some(LiveCapture {
+        camera: "bench".into(),
+        source: SourceConfig::Test(TestSource { pattern: "ball".into(), fps: 20, width: 160, height: 120 }),
+        roi: None,
+        frames: 6,
+        interval: std::time::Duration::from_millis(150),
+    });
+    let started = std::time::Instant::now();
+    let report = train(&rt, &s, &mut |_| {}).unwrap();
+    assert_eq!(report.train_images + report.holdout_images, 6);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(750), "frames are spread over time");
     std::fs::remove_dir_all(&root).unwrap();
 }

@@ -15,12 +15,13 @@ use crate::model::runtime::Runtime;
 use crate::train::calibrate::NormalCalibration;
 use crate::train::fit::FitConfig;
 use crate::train::optim::AdamWConfig;
-use crate::train::run::{self, TrainEvent, TrainSettings};
+use crate::train::run::{self, LiveCapture, TrainEvent, TrainSettings};
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// Good images: image files, folders of images, or MVTec-AD category folders (train/good).
-    #[arg(required = true, value_name = "INPUT")]
+    /// Good images: image files, folders of images, MVTec-AD category folders (train/good), or
+    /// video files (--video-frames spread over each).
+    #[arg(required_unless_present = "camera", value_name = "INPUT")]
     pub inputs: Vec<PathBuf>,
     /// Bundle directory to write (replaced atomically if it exists).
     #[arg(long, short, value_name = "DIR")]
@@ -78,6 +79,21 @@ pub struct TrainArgs {
     /// Fail with fewer usable training images than this.
     #[arg(long, default_value_t = 2)]
     pub min_images: usize,
+    /// Frames sampled from each video input, spread over its whole length.
+    #[arg(long, default_value_t = 120)]
+    pub video_frames: usize,
+    /// Daemon config whose --camera to capture good frames from (live training).
+    #[arg(long, value_name = "FILE", requires = "camera")]
+    pub config: Option<PathBuf>,
+    /// Camera id in --config to capture from.
+    #[arg(long, requires = "config")]
+    pub camera: Option<String>,
+    /// Frames to capture from the camera.
+    #[arg(long, default_value_t = 120)]
+    pub frames: usize,
+    /// Seconds between captured frames, so they span the line's variation over time.
+    #[arg(long, default_value_t = 1.0)]
+    pub interval: f64,
     #[command(flatten)]
     pub runtime: RuntimeArgs,
 }
@@ -102,11 +118,11 @@ pub fn parse_size(s: &str) -> Result<(u32, u32), String> {
 }
 
 impl TrainArgs {
-    fn settings(&self) -> TrainSettings {
+    fn settings(&self) -> anyhow::Result<TrainSettings> {
         let id = self.id.clone().unwrap_or_else(|| {
             self.out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into())
         });
-        TrainSettings {
+        Ok(TrainSettings {
             inputs: self.inputs.clone(),
             out: self.out.clone(),
             backbone: self.backbone.clone().unwrap_or_else(run::default_backbone),
@@ -136,7 +152,29 @@ impl TrainArgs {
             },
             validation: self.validation.clone(),
             min_images: self.min_images,
-        }
+            video_frames: self.video_frames,
+            live: self.live()?,
+        })
+    }
+
+    fn live(&self) -> anyhow::Result<Option<LiveCapture>> {
+        let (Some(file), Some(id)) = (&self.config, &self.camera) else { return Ok(None) };
+        let config = crate::config::load(file)?;
+        let cam = config
+            .cameras
+            .get(id)
+            .ok_or_else(|| anyhow::anyhow!("no camera '{id}' in {}", file.display()))?;
+        anyhow::ensure!(
+            self.interval >= 0.0 && self.frames >= 1,
+            "--frames must be at least 1 and --interval not negative"
+        );
+        Ok(Some(LiveCapture {
+            camera: id.clone(),
+            source: cam.source.clone(),
+            roi: cam.roi,
+            frames: self.frames,
+            interval: Duration::from_secs_f64(self.interval),
+        }))
     }
 }
 
@@ -146,7 +184,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         "--k, --batch and --epochs must be at least 1"
     );
     anyhow::ensure!((0.0..0.9).contains(&args.holdout), "--holdout must be in [0, 0.9)");
-    let settings = args.settings();
+    let settings = args.settings()?;
     let runtime = Runtime::init(args.runtime.settings())?;
     let bar = ProgressBar::new(0).with_style(style("{msg:>12} [{bar:30}] {pos}/{len}"));
     bar.enable_steady_tick(Duration::from_millis(200));

@@ -39,6 +39,20 @@ pub struct TrainSettings {
     pub validation: Option<PathBuf>,
     /// Training fails with fewer usable training images than this.
     pub min_images: usize,
+    /// Frames taken from each video input, spread over its whole length.
+    pub video_frames: usize,
+    /// Good frames captured from a live camera before training.
+    pub live: Option<LiveCapture>,
+}
+
+/// Frames from a configured camera, spread over time rather than consecutive.
+#[derive(Debug, Clone)]
+pub struct LiveCapture {
+    pub camera: String,
+    pub source: crate::config::types::SourceConfig,
+    pub roi: Option<crate::config::types::Roi>,
+    pub frames: usize,
+    pub interval: std::time::Duration,
 }
 
 /// What happened, for progress display.
@@ -80,6 +94,8 @@ pub enum TrainError {
     Score(#[from] ScoreError),
     #[error(transparent)]
     Bundle(#[from] BundleError),
+    #[error("camera '{camera}' gave no training frames: {reason}")]
+    Live { camera: String, reason: String },
 }
 
 /// Runs training end to end and writes the bundle.
@@ -90,7 +106,10 @@ pub fn train(
 ) -> Result<TrainReport, TrainError> {
     let started = Instant::now();
     let paths = collect_inputs(&s.inputs)?;
-    let (images, skipped) = load_resized(&paths, s.width, s.height, on);
+    let (mut images, skipped) = load_resized(&paths, s.width, s.height, s.video_frames, on);
+    if let Some(live) = &s.live {
+        images.extend(capture_live(live, s.width, s.height, on)?);
+    }
     let (train_set, holdout_set) = split(images, s.holdout, s.fit.seed);
     if train_set.len() < s.min_images.max(1) {
         let (usable, holdout) = (train_set.len(), holdout_set.len());
@@ -157,7 +176,7 @@ fn cfa_params(s: &TrainSettings, fitted: &super::fit::Fitted) -> CfaParams {
     }
 }
 
-/// Image paths from files, folders and MVTec categories, in a stable order.
+/// Image and video paths from files, folders and MVTec categories, in a stable order.
 pub fn collect_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, ImageError> {
     let mut paths = Vec::new();
     for input in inputs {
@@ -176,20 +195,80 @@ pub fn collect_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, ImageError> {
 }
 
 /// Loads and resizes every image; unreadable ones are reported and skipped.
-fn load_resized(paths: &[PathBuf], w: u32, h: u32, on: &mut dyn FnMut(TrainEvent)) -> (Vec<RgbImage>, usize) {
+/// Loads and resizes every image, and samples `video_frames` frames spread over each video;
+/// unreadable files are reported and skipped.
+fn load_resized(
+    paths: &[PathBuf],
+    w: u32,
+    h: u32,
+    video_frames: usize,
+    on: &mut dyn FnMut(TrainEvent),
+) -> (Vec<RgbImage>, usize) {
     let mut images = Vec::with_capacity(paths.len());
     let mut skipped = 0;
     for (i, path) in paths.iter().enumerate() {
-        match images::load_rgb(path) {
-            Ok(img) => images.push(preprocess::resize(&img, w, h)),
-            Err(e) => {
+        let loaded = if images::is_image(path) {
+            images::load_rgb(path).map(|img| vec![preprocess::resize(&img, w, h)]).map_err(|e| e.to_string())
+        } else {
+            crate::source::sample_frames(path, w, h, video_frames)
+                .map(|f| f.iter().map(|f| f.to_image()).collect())
+                .map_err(|e| e.to_string())
+        };
+        match loaded {
+            Ok(imgs) => images.extend(imgs),
+            Err(reason) => {
                 skipped += 1;
-                on(TrainEvent::Skipped { path: path.clone(), reason: e.to_string() });
+                on(TrainEvent::Skipped { path: path.clone(), reason });
             }
         }
         on(TrainEvent::Loaded { done: i + 1, total: paths.len() });
     }
     (images, skipped)
+}
+
+/// Captures `live.frames` frames from a camera, one every `live.interval`, so the training set
+/// covers the line's variation over time rather than one moment.
+fn capture_live(
+    live: &LiveCapture,
+    w: u32,
+    h: u32,
+    on: &mut dyn FnMut(TrainEvent),
+) -> Result<Vec<RgbImage>, TrainError> {
+    use crate::pipeline::edge::{edge, Overflow};
+    use crate::source::{SourceSettings, SourceStatus};
+    let settings = SourceSettings {
+        camera: live.camera.as_str().into(),
+        source: live.source.clone(),
+        roi: live.roi,
+        width: w,
+        height: h,
+    };
+    let (tx, rx) = edge(1, Overflow::DropOldest);
+    let (status_tx, status_rx) = tokio::sync::watch::channel(SourceStatus::starting());
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let thread = crate::source::spawn(settings, tx, status_tx, cancel.clone())
+        .map_err(|e| TrainError::Live { camera: live.camera.clone(), reason: e.to_string() })?;
+    let mut frames = Vec::with_capacity(live.frames);
+    let mut next = std::time::Instant::now();
+    while frames.len() < live.frames {
+        std::thread::sleep(next.saturating_duration_since(std::time::Instant::now()));
+        // Empty the edge so the frame kept is the newest, then wait for the next one.
+        while let Ok(Some(_)) = rx.try_recv() {}
+        match rx.recv_timeout(std::time::Duration::from_secs(10)) {
+            Ok(Some(frame)) => frames.push(frame.to_image()),
+            _ => {
+                cancel.cancel();
+                let _ = thread.join();
+                let why = status_rx.borrow().message.clone().unwrap_or_else(|| "no frame for 10 s".into());
+                return Err(TrainError::Live { camera: live.camera.clone(), reason: why });
+            }
+        }
+        on(TrainEvent::Loaded { done: frames.len(), total: live.frames });
+        next += live.interval;
+    }
+    cancel.cancel();
+    let _ = thread.join();
+    Ok(frames)
 }
 
 /// A seeded split: `holdout` of the images (at least one when there are four or more and

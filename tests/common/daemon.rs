@@ -49,6 +49,8 @@ pub fn washer_model() -> &'static Path {
             calibration: NormalCalibration::default(),
             validation: Some(data),
             min_images: 2,
+            video_frames: 120,
+            live: None,
         };
         let rt = Runtime::init(RuntimeSettings::default()).expect("ONNX Runtime (run scripts/setup)");
         train(&rt, &settings, &mut |_| {}).expect("train the test model");
