@@ -10,7 +10,7 @@ use tracing::{info, warn};
 use super::EXIT_CONFIG;
 use crate::config::{self, Config};
 use crate::model::bundle::Bundle;
-use crate::service::daemon;
+use crate::service::daemon::{self, Control};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -65,7 +65,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .thread_name("inspectd-rt")
         .build()
         .context("tokio runtime")?;
-    let result = rt.block_on(daemon::run(config, shutdown_signal()));
+    let (control_tx, control_rx) = tokio::sync::mpsc::channel(4);
+    let file = args.config.clone();
+    let result = rt.block_on(async move {
+        tokio::spawn(signals(control_tx));
+        daemon::run(config, file, control_rx).await
+    });
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(()) => Ok(ExitCode::SUCCESS),
@@ -77,24 +82,33 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Resolves on the first SIGINT or SIGTERM; a second one exits at once.
-async fn shutdown_signal() {
+/// Turns signals into daemon controls: SIGHUP reloads; the first SIGINT/SIGTERM drains and
+/// stops; a second one exits at once.
+async fn signals(control: tokio::sync::mpsc::Sender<Control>) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
     else {
         warn!("Cannot install signal handlers; stop with SIGKILL.");
-        return std::future::pending().await;
+        return;
     };
-    tokio::select! {
-        _ = term.recv() => info!("SIGTERM received."),
-        _ = int.recv() => info!("SIGINT received."),
-    }
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = term.recv() => {},
-            _ = int.recv() => {},
+    let mut stopping = false;
+    loop {
+        let what = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+            _ = hup.recv() => "SIGHUP",
+        };
+        if what == "SIGHUP" {
+            info!("SIGHUP received: reloading.");
+            let _ = control.send(Control::Reload).await;
+        } else if stopping {
+            warn!("Second {what}: exiting immediately.");
+            std::process::exit(130);
+        } else {
+            info!("{what} received.");
+            stopping = true;
+            let _ = control.send(Control::Shutdown).await;
         }
-        warn!("Second signal: exiting immediately.");
-        std::process::exit(130);
-    });
+    }
 }

@@ -111,6 +111,15 @@ impl CameraDecision {
         Ok(())
     }
 
+    /// Replaces the camera's own threshold override (a config reload); `None` removes it.
+    pub fn set_threshold_override(&mut self, threshold: Option<f32>) -> Result<(), DecisionError> {
+        if let Some(t) = threshold {
+            check_finite(&self.camera, "threshold", t)?;
+        }
+        self.override_threshold = threshold;
+        Ok(())
+    }
+
     /// The threshold frames are judged against now.
     pub fn threshold(&self) -> f32 {
         self.override_threshold.unwrap_or(self.model_threshold)

@@ -22,6 +22,12 @@ use crate::publish::{AlarmAck, PublishHandle};
 pub enum DecisionInput {
     Frame(Box<ScoredFrame>),
     Ack(AlarmAck),
+    /// A reload changed a camera's model threshold or its own override.
+    Retune {
+        camera: String,
+        model_threshold: f32,
+        override_threshold: Option<f32>,
+    },
 }
 
 /// Per-camera state of the decision stage.
@@ -62,6 +68,9 @@ impl DecisionStage {
                 match item {
                     DecisionInput::Frame(f) => self.frame(*f),
                     DecisionInput::Ack(a) => self.ack(a),
+                    DecisionInput::Retune { camera, model_threshold, override_threshold } => {
+                        self.retune(&camera, model_threshold, override_threshold)
+                    }
                 }
             }
             info!("Decisions finished.");
@@ -114,6 +123,19 @@ impl DecisionStage {
         }
         if let Some(state) = &reply.state {
             self.publish_state(&a.camera, state);
+        }
+    }
+
+    fn retune(&mut self, camera: &str, model_threshold: f32, override_threshold: Option<f32>) {
+        if let Some(cam) = self.cameras.get_mut(camera) {
+            let d = &mut cam.decision;
+            match d
+                .set_model_threshold(model_threshold)
+                .and_then(|()| d.set_threshold_override(override_threshold))
+            {
+                Ok(()) => info!(camera, threshold = d.threshold(), "Threshold updated by reload."),
+                Err(e) => warn!(camera, "Threshold not updated: {e}"),
+            }
         }
     }
 

@@ -80,6 +80,16 @@ impl ScoringStats {
     }
 }
 
+/// A replacement model handed to a running stage by a reload; taken between batches.
+pub struct ModelSwap {
+    pub scorer: Scorer,
+    pub model: Arc<ModelIdentity>,
+    pub norm: Normalisation,
+}
+
+/// Where a reload leaves a [`ModelSwap`] for the stage.
+pub type SwapSlot = Arc<std::sync::Mutex<Option<ModelSwap>>>;
+
 /// The scoring stage's inputs and outputs.
 pub struct ScoringStage {
     pub scorer: Scorer,
@@ -90,6 +100,8 @@ pub struct ScoringStage {
     pub batching: Batching,
     pub output: SyncSender<DecisionInput>,
     pub stats: Arc<ScoringStats>,
+    /// Checked before every batch; the daemon's reload puts a new model here.
+    pub swap: SwapSlot,
 }
 
 impl ScoringStage {
@@ -104,11 +116,24 @@ impl ScoringStage {
         let mut start = 0;
         while let Some(frames) = self.gather(&mut start) {
             self.stats.beat();
+            self.take_swap();
             if !frames.is_empty() {
                 self.score(frames);
             }
         }
         info!(model = %self.model.name, "Scoring finished: all cameras closed.");
+    }
+
+    /// Switches to a reloaded model, if one is waiting. The old sessions are dropped here, on
+    /// the thread that used them.
+    fn take_swap(&mut self) {
+        let next = self.swap.lock().map(|mut slot| slot.take()).unwrap_or(None);
+        if let Some(next) = next {
+            info!(model = %self.model.name, old = %self.model.id, new = %next.model.id, "Model swapped.");
+            self.scorer = next.scorer;
+            self.model = next.model;
+            self.norm = next.norm;
+        }
     }
 
     /// Collects the next batch: full, or `max_wait` after its first frame. Returns an empty

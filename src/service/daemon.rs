@@ -3,7 +3,6 @@
 //! stage diagram and shutdown order).
 
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::mpsc::{sync_channel, SyncSender};
@@ -11,7 +10,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -26,7 +25,7 @@ use crate::model::scorer::{ScoreError, Scorer};
 use crate::pipeline::decide::{CameraOutputs, DecisionInput, DecisionStage, DecisionStats};
 use crate::pipeline::edge::{edge_with_signal, EdgeReceiver, Signal};
 use crate::pipeline::frame::Frame;
-use crate::pipeline::scoring::{Batching, ModelIdentity, ScoringStage, ScoringStats};
+use crate::pipeline::scoring::{Batching, ModelIdentity, ScoringStage, ScoringStats, SwapSlot};
 use crate::publish::{AckStream, MqttPublisher, PublishError};
 use crate::source::{self, SourceSettings, SourceStatus};
 
@@ -75,14 +74,27 @@ impl DaemonError {
 }
 
 /// A loaded model, ready for its scoring thread.
-struct LoadedModel {
-    identity: Arc<ModelIdentity>,
-    bundle: Bundle,
-    scorer: Scorer,
+pub(crate) struct LoadedModel {
+    pub identity: Arc<ModelIdentity>,
+    pub bundle: Bundle,
+    pub scorer: Scorer,
 }
 
-/// Everything running, for the shutdown sequence.
-struct Running {
+/// A running model, as a reload sees it.
+pub(crate) struct ModelSlot {
+    pub swap: SwapSlot,
+    pub identity: Arc<ModelIdentity>,
+    pub path: PathBuf,
+    /// Model input `(height, width)`: sources scale to it, so a reload cannot change it.
+    pub input: (usize, usize),
+}
+
+/// Everything running, for reloads and the shutdown sequence.
+pub(crate) struct Running {
+    pub config: Config,
+    pub models: HashMap<String, ModelSlot>,
+    /// Reloads retune decisions through the decision thread's own channel.
+    pub decide_tx: SyncSender<DecisionInput>,
     cancel: CancellationToken,
     sources: Vec<JoinHandle<()>>,
     scoring: Vec<JoinHandle<()>>,
@@ -93,16 +105,36 @@ struct Running {
     status: JoinSet<()>,
 }
 
-/// Runs the daemon until `shutdown` resolves.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+/// What the process asks of the running daemon (from signals).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// SIGHUP: re-read the config file and the models.
+    Reload,
+    /// SIGINT/SIGTERM: drain and stop.
+    Shutdown,
+}
+
+/// Runs the daemon until a [`Control::Shutdown`] arrives (or the control channel closes).
+/// `config_file` is re-read on [`Control::Reload`].
+pub async fn run(
+    config: Config,
+    config_file: PathBuf,
+    mut control: mpsc::Receiver<Control>,
+) -> Result<(), DaemonError> {
     let started = Instant::now();
     let runtime = Runtime::init(runtime_settings(&config))?;
     let models = load_models(&runtime, &config.models).await?;
     let (publisher, acks) =
         MqttPublisher::start(&config.mqtt, &config.node, &config.node.state_dir.join("outbox"))?;
-    let running = start(&config, models, &publisher, acks)?;
+    let mut running = start(config, models, &publisher, acks)?;
     info!(elapsed_ms = started.elapsed().as_millis() as u64, "inspectd running.");
-    shutdown.await;
+    while let Some(Control::Reload) = control.recv().await {
+        match super::reload::reload(&config_file, &mut running, &runtime).await {
+            Ok(summary) => info!(changes = %summary, "Reload applied."),
+            Err(e) => warn!("Reload refused, the running configuration and models stay: {e}"),
+        }
+    }
+    let config = running.config.clone();
     info!("Shutting down: stopping sources, draining frames in flight.");
     let deadline = Instant::now() + Duration::from_secs_f64(config.node.shutdown_deadline_s);
     drain(running, deadline).await;
@@ -140,7 +172,7 @@ async fn load_models(
     Ok(loaded)
 }
 
-fn load_model(runtime: &Runtime, name: &str, path: PathBuf) -> Result<LoadedModel, DaemonError> {
+pub(crate) fn load_model(runtime: &Runtime, name: &str, path: PathBuf) -> Result<LoadedModel, DaemonError> {
     let bundle = Bundle::load(&path).map_err(|source| DaemonError::Bundle { name: name.into(), source })?;
     let scorer =
         Scorer::new(runtime, &bundle).map_err(|source| DaemonError::Score { name: name.into(), source })?;
@@ -155,11 +187,24 @@ fn load_model(runtime: &Runtime, name: &str, path: PathBuf) -> Result<LoadedMode
 
 /// Wires and starts every stage.
 fn start(
-    config: &Config,
+    config: Config,
     models: HashMap<String, LoadedModel>,
     publisher: &MqttPublisher,
     mut acks: AckStream,
 ) -> Result<Running, DaemonError> {
+    let slots = models
+        .iter()
+        .map(|(name, m)| {
+            let slot = ModelSlot {
+                swap: SwapSlot::default(),
+                identity: m.identity.clone(),
+                path: config.models[name].path.clone(),
+                input: m.scorer.input_size(),
+            };
+            (name.clone(), slot)
+        })
+        .collect::<HashMap<_, _>>();
+    let config = &config;
     let cameras: Vec<(&String, &CameraConfig)> = config.cameras.iter().filter(|(_, c)| c.enabled).collect();
     let (decide_tx, decide_rx) = sync_channel::<DecisionInput>(DECISION_QUEUE);
     let mut outputs = HashMap::new();
@@ -189,13 +234,24 @@ fn start(
     });
     let cancel = CancellationToken::new();
     let mut status = JoinSet::new();
+    let streams = Streams { cancel: &cancel, publisher, feeds: &feeds, slots: &slots };
     let (sources, scoring) =
-        start_streams(config, models, &cameras, decide_tx, &cancel, publisher, &feeds, &mut status)?;
-    Ok(Running { cancel, sources, scoring, decide, acks, status })
+        start_streams(config, models, &cameras, decide_tx.clone(), &streams, &mut status)?;
+    Ok(Running {
+        config: config.clone(),
+        models: slots,
+        decide_tx,
+        cancel,
+        sources,
+        scoring,
+        decide,
+        acks,
+        status,
+    })
 }
 
 fn camera_outputs(id: &str, cam: &CameraConfig, model: &LoadedModel) -> Result<CameraOutputs, DaemonError> {
-    let threshold = cam.threshold.or(model.identity.threshold.as_ref().map(|t| t.image)).ok_or_else(|| DaemonError::Camera {
+    let threshold = model.identity.threshold.as_ref().map(|t| t.image).or(cam.threshold).ok_or_else(|| DaemonError::Camera {
         camera: id.to_string(),
         reason: format!(
             "model '{}' ({}) has no calibrated threshold: retrain it with held-out images or set cameras.{id}.threshold",
@@ -204,6 +260,7 @@ fn camera_outputs(id: &str, cam: &CameraConfig, model: &LoadedModel) -> Result<C
         ),
     })?;
     let decision = CameraDecision::new(id, threshold, cam.alarm)
+        .and_then(|d| d.with_threshold_override(cam.threshold))
         .map_err(|e| DaemonError::Camera { camera: id.to_string(), reason: e.to_string() })?;
     Ok(CameraOutputs {
         decision,
@@ -233,18 +290,24 @@ async fn forward(tx: &SyncSender<DecisionInput>, mut item: DecisionInput) {
     }
 }
 
+/// What the streams share: shutdown, publisher, per-camera status feeds, model swap slots.
+struct Streams<'a> {
+    cancel: &'a CancellationToken,
+    publisher: &'a MqttPublisher,
+    feeds: &'a [(String, Arc<AtomicU64>, String)],
+    slots: &'a HashMap<String, ModelSlot>,
+}
+
 /// Starts, per model, a scoring thread fed by its cameras' edges, and a source per camera.
-#[allow(clippy::too_many_arguments)]
 fn start_streams(
     config: &Config,
     models: HashMap<String, LoadedModel>,
     cameras: &[(&String, &CameraConfig)],
     decide_tx: SyncSender<DecisionInput>,
-    cancel: &CancellationToken,
-    publisher: &MqttPublisher,
-    feeds: &[(String, Arc<AtomicU64>, String)],
+    streams: &Streams<'_>,
     tasks: &mut JoinSet<()>,
 ) -> Result<(Threads, Threads), DaemonError> {
+    let Streams { cancel, publisher, feeds, slots } = streams;
     let mut sources = Vec::new();
     let mut scoring = Vec::new();
     for (name, model) in models {
@@ -286,6 +349,7 @@ fn start_streams(
             },
             output: decide_tx.clone(),
             stats: Arc::new(ScoringStats::default()),
+            swap: slots[&name].swap.clone(),
         };
         scoring.push(stage.spawn()?);
     }
@@ -294,8 +358,9 @@ fn start_streams(
 
 /// Stops the sources and waits, until `deadline`, for each stage to drain in order.
 async fn drain(running: Running, deadline: Instant) {
-    let Running { cancel, sources, scoring, decide, acks, mut status } = running;
+    let Running { cancel, sources, scoring, decide, acks, mut status, decide_tx, .. } = running;
     cancel.cancel();
+    drop(decide_tx);
     join_all("sources", sources, deadline).await;
     join_all("scoring", scoring, deadline).await;
     // The ack forwarder holds a sender of the decision channel; stop it so the channel closes.

@@ -1,4 +1,5 @@
 //! Running as a service: the daemon's wiring and lifecycle.
 
 pub mod daemon;
+pub mod reload;
 pub mod status;
