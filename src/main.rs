@@ -4,6 +4,6 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = inspectd::cli::Cli::parse();
-    inspectd::logging::init(&cli.log);
+    inspectd::logging::init_with(&cli.log, cli.log_format);
     inspectd::cli::main(cli)
 }

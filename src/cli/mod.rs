@@ -32,6 +32,9 @@ pub struct Cli {
     /// Log filter (error, warn, info, debug, trace, or a tracing directive).
     #[arg(long, global = true, default_value = "info", env = "INSPECTD_LOG")]
     pub log: String,
+    /// Log line format on stderr (under systemd, lines carry journald priorities instead of timestamps).
+    #[arg(long, global = true, value_enum, default_value_t = crate::logging::LogFormat::Text, env = "INSPECTD_LOG_FORMAT")]
+    pub log_format: crate::logging::LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }

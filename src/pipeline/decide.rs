@@ -38,6 +38,8 @@ pub struct CameraOutputs {
     pub last_scored_ms: Arc<AtomicU64>,
     /// Frames decided so far, for the `every_n` result policy.
     pub decided: u64,
+    /// Prometheus series of this camera (absent in tools that do not serve metrics).
+    pub metrics: Option<crate::service::metrics::CameraMetrics>,
 }
 
 /// Counters for metrics.
@@ -99,6 +101,15 @@ impl DecisionStage {
         }
         let policy = cam.evidence;
         let raised = d.alarm.as_ref().is_some_and(|a| a.kind == AlarmKind::Raised);
+        if let Some(m) = &cam.metrics {
+            m.observe_result(
+                normalised(&f, d.threshold),
+                f.scored_at.duration_since(f.frame.captured_at).unwrap_or_default(),
+            );
+            if raised {
+                m.alarm_raised();
+            }
+        }
         let keep = (raised && policy.on_alarm)
             || (ng && policy.every_ng && self.limiter.allow(&camera, Instant::now()));
         let paths = if keep { self.save_evidence(&f, d.threshold) } else { None };

@@ -15,7 +15,12 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::board::HealthBoard;
+use super::health::HealthServer;
+use super::metrics::Metrics;
+use super::notify::Notifier;
 use super::status::{report_camera_status, CameraStatusFeed};
+use super::watchdog::run_notifier;
 use crate::config::types::{CameraConfig, Config, ModelConfig};
 use crate::decision::CameraDecision;
 use crate::evidence::{EvidenceLimiter, EvidenceStore};
@@ -52,6 +57,8 @@ pub enum DaemonError {
     Evidence(String),
     #[error("cannot start a thread: {0}")]
     Thread(#[from] std::io::Error),
+    #[error(transparent)]
+    Http(#[from] super::health::HttpError),
 }
 
 impl DaemonError {
@@ -68,6 +75,7 @@ impl DaemonError {
             }
             DaemonError::Bundle { .. } | DaemonError::Camera { .. } | DaemonError::Evidence(_) => true,
             DaemonError::Publish(e) => !e.is_transient(),
+            DaemonError::Http(e) => e.is_configuration(),
             _ => false,
         }
     }
@@ -122,27 +130,99 @@ pub async fn run(
     mut control: mpsc::Receiver<Control>,
 ) -> Result<(), DaemonError> {
     let started = Instant::now();
+    let mut svc = Service::start(&config).await?;
     let runtime = Runtime::init(runtime_settings(&config))?;
     let models = load_models(&runtime, &config.models).await?;
     let (publisher, acks) =
         MqttPublisher::start(&config.mqtt, &config.node, &config.node.state_dir.join("outbox"))?;
-    let mut running = start(config, models, &publisher, acks)?;
+    svc.board.set_publisher(publisher.handle());
+    let mut running = start(config, models, &publisher, acks, &svc)?;
+    svc.board.set_models_loaded(true);
     info!(elapsed_ms = started.elapsed().as_millis() as u64, "inspectd running.");
     while let Some(Control::Reload) = control.recv().await {
-        match super::reload::reload(&config_file, &mut running, &runtime).await {
-            Ok(summary) => info!(changes = %summary, "Reload applied."),
-            Err(e) => warn!("Reload refused, the running configuration and models stay: {e}"),
-        }
+        reload(&config_file, &mut running, &runtime, &svc).await;
     }
     let config = running.config.clone();
     info!("Shutting down: stopping sources, draining frames in flight.");
+    svc.board.set_stopping();
+    svc.stop_notifier().await;
     let deadline = Instant::now() + Duration::from_secs_f64(config.node.shutdown_deadline_s);
     drain(running, deadline).await;
     publisher
         .shutdown(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(500)))
         .await;
+    svc.stop_http().await;
     info!("inspectd stopped.");
     Ok(())
+}
+
+/// RELOADING=1, the reload, the metrics' model labels, READY=1 (also after a refusal: the old
+/// configuration is still running).
+async fn reload(config_file: &std::path::Path, running: &mut Running, runtime: &Runtime, svc: &Service) {
+    // A lost notification only delays systemd's view; the reload itself must still happen.
+    let _ = svc.notifier.reloading();
+    match super::reload::reload(config_file, running, runtime).await {
+        Ok(summary) => info!(changes = %summary, "Reload applied."),
+        Err(e) => {
+            warn!("Reload refused, the running configuration and models stay: {e}");
+            let _ = svc.notifier.status(&format!("reload refused: {e}"));
+        }
+    }
+    for (id, cam) in running.config.cameras.iter().filter(|(_, c)| c.enabled) {
+        svc.metrics.set_model(id, &running.models[&cam.model].identity);
+    }
+    let _ = svc.notifier.ready();
+}
+
+/// systemd notification, the health board, metrics and the HTTP endpoint.
+pub(crate) struct Service {
+    pub notifier: Notifier,
+    pub board: HealthBoard,
+    pub metrics: Arc<Metrics>,
+    notify_cancel: CancellationToken,
+    notify_task: Option<tokio::task::JoinHandle<()>>,
+    http_cancel: CancellationToken,
+    http_task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Service {
+    /// Starts the HTTP endpoint first, so /healthz answers while models load, then the
+    /// notifier, which sends READY=1 once the board says everything is up.
+    async fn start(config: &Config) -> Result<Service, DaemonError> {
+        let notifier = Notifier::from_env().unwrap_or_else(|e| {
+            warn!("systemd notification unavailable: {e}");
+            Notifier::default()
+        });
+        let board = HealthBoard::new();
+        let metrics = Arc::new(Metrics::new());
+        let http_cancel = CancellationToken::new();
+        let server = HealthServer::bind(&config.http.bind, board.clone(), metrics.clone()).await?;
+        let http_task = server.map(|s| tokio::spawn(s.serve(http_cancel.clone())));
+        let notify_cancel = CancellationToken::new();
+        let snapshot = {
+            let b = board.clone();
+            move || b.snapshot()
+        };
+        let timeout = Duration::from_secs_f64(config.node.readiness_timeout_s);
+        let notify_task =
+            Some(tokio::spawn(run_notifier(notifier.clone(), snapshot, timeout, notify_cancel.clone())));
+        Ok(Service { notifier, board, metrics, notify_cancel, notify_task, http_cancel, http_task })
+    }
+
+    /// Sends STOPPING=1 and ends the watchdog pings.
+    async fn stop_notifier(&mut self) {
+        self.notify_cancel.cancel();
+        if let Some(task) = self.notify_task.take() {
+            let _ = task.await;
+        }
+    }
+
+    async fn stop_http(self) {
+        self.http_cancel.cancel();
+        if let Some(task) = self.http_task {
+            let _ = task.await;
+        }
+    }
 }
 
 fn runtime_settings(c: &Config) -> RuntimeSettings {
@@ -191,6 +271,7 @@ fn start(
     models: HashMap<String, LoadedModel>,
     publisher: &MqttPublisher,
     mut acks: AckStream,
+    svc: &Service,
 ) -> Result<Running, DaemonError> {
     let slots = models
         .iter()
@@ -211,19 +292,23 @@ fn start(
     let mut feeds = Vec::new();
     for (id, cam) in &cameras {
         let model = &models[&cam.model];
-        let feed = camera_outputs(id, cam, model)?;
+        let mut feed = camera_outputs(id, cam, model)?;
+        svc.metrics.set_model(id, &model.identity);
+        feed.metrics = Some(svc.metrics.camera(id));
         feeds.push((id.to_string(), feed.last_scored_ms.clone(), model.identity.name.clone()));
         outputs.insert(id.to_string(), feed);
     }
     let evidence = EvidenceStore::from_config(&config.evidence, &config.node.state_dir)
         .map_err(|e| DaemonError::Evidence(e.to_string()))?;
+    let decision_stats = Arc::new(DecisionStats::default());
+    svc.board.set_decisions(decision_stats.clone());
     let stage = DecisionStage {
         cameras: outputs,
         publisher: publisher.handle(),
         results: config.mqtt.results.clone(),
         evidence: Some(evidence),
         limiter: EvidenceLimiter::new(min_interval(&cameras)),
-        stats: Arc::new(DecisionStats::default()),
+        stats: decision_stats,
     };
     let decide = stage.spawn(decide_rx)?;
     let ack_tx = decide_tx.clone();
@@ -234,7 +319,7 @@ fn start(
     });
     let cancel = CancellationToken::new();
     let mut status = JoinSet::new();
-    let streams = Streams { cancel: &cancel, publisher, feeds: &feeds, slots: &slots };
+    let streams = Streams { cancel: &cancel, publisher, feeds: &feeds, slots: &slots, board: &svc.board };
     let (sources, scoring) =
         start_streams(config, models, &cameras, decide_tx.clone(), &streams, &mut status)?;
     Ok(Running {
@@ -267,6 +352,7 @@ fn camera_outputs(id: &str, cam: &CameraConfig, model: &LoadedModel) -> Result<C
         evidence: cam.evidence,
         last_scored_ms: Arc::new(AtomicU64::new(0)),
         decided: 0,
+        metrics: None,
     })
 }
 
@@ -292,6 +378,7 @@ async fn forward(tx: &SyncSender<DecisionInput>, mut item: DecisionInput) {
 
 /// What the streams share: shutdown, publisher, per-camera status feeds, model swap slots.
 struct Streams<'a> {
+    board: &'a HealthBoard,
     cancel: &'a CancellationToken,
     publisher: &'a MqttPublisher,
     feeds: &'a [(String, Arc<AtomicU64>, String)],
@@ -307,7 +394,7 @@ fn start_streams(
     streams: &Streams<'_>,
     tasks: &mut JoinSet<()>,
 ) -> Result<(Threads, Threads), DaemonError> {
-    let Streams { cancel, publisher, feeds, slots } = streams;
+    let Streams { cancel, publisher, feeds, slots, board } = streams;
     let mut sources = Vec::new();
     let mut scoring = Vec::new();
     for (name, model) in models {
@@ -326,6 +413,7 @@ fn start_streams(
             let (status_tx, status_rx) = watch::channel(SourceStatus::starting());
             sources.push(source::spawn(settings, tx, status_tx, cancel.child_token())?);
             let dropped = rx.drop_counter();
+            board.add_camera(id, &name, status_rx.clone(), dropped.clone());
             inputs.push(rx);
             let (_, scored, model_name) = feeds.iter().find(|(c, _, _)| c == *id).expect("feed per camera");
             let feed = CameraStatusFeed {
@@ -337,6 +425,8 @@ fn start_streams(
             };
             tasks.spawn(report_camera_status(feed, status_rx, publisher.handle()));
         }
+        let stats = Arc::new(ScoringStats::default());
+        board.add_scorer(&name, stats.clone());
         let stage = ScoringStage {
             norm: model.bundle.manifest.input.normalisation(),
             scorer: model.scorer,
@@ -348,7 +438,7 @@ fn start_streams(
                 max_wait: Duration::from_millis(config.models[&name].max_wait_ms),
             },
             output: decide_tx.clone(),
-            stats: Arc::new(ScoringStats::default()),
+            stats: stats.clone(),
             swap: slots[&name].swap.clone(),
         };
         scoring.push(stage.spawn()?);

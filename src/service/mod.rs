@@ -1,5 +1,10 @@
 //! Running as a service: the daemon's wiring and lifecycle.
 
+pub mod board;
 pub mod daemon;
+pub mod health;
+pub mod metrics;
+pub mod notify;
 pub mod reload;
 pub mod status;
+pub mod watchdog;

@@ -1,0 +1,49 @@
+use super::*;
+
+#[test]
+fn copied_counters_advance_by_deltas_and_survive_a_restarted_source() {
+    let m = Metrics::new();
+    let mut status = SourceStatus::starting();
+    status.frames = 10;
+    m.update_camera("cam1", &status, 2);
+    m.update_camera("cam1", &status, 2);
+    status.frames = 3; // the source was rebuilt by a reload
+    m.update_camera("cam1", &status, 2);
+    let text = m.encode(false).expect("encode");
+    assert!(text.contains("inspectd_frames_captured_total{camera=\"cam1\"} 13\n"), "{text}");
+    assert!(text.contains("inspectd_frames_dropped_total{camera=\"cam1\",reason=\"queue_full\"} 2\n"));
+}
+
+#[test]
+fn camera_handle_counts_frames_scores_latency_and_alarms() {
+    let m = Metrics::new();
+    let cam = m.camera("cam1");
+    cam.observe_result(0.7, Duration::from_millis(30));
+    cam.observe_result(0.2, Duration::from_millis(12));
+    cam.alarm_raised();
+    cam.frame_dropped(DropReason::ScoreError);
+    let text = m.encode(false).expect("encode");
+    for line in [
+        "inspectd_frames_scored_total{camera=\"cam1\"} 2\n",
+        "inspectd_score_normalised_bucket{camera=\"cam1\",le=\"0.2\"} 1\n",
+        "inspectd_frame_latency_seconds_count{camera=\"cam1\"} 2\n",
+        "inspectd_alarms_raised_total{camera=\"cam1\"} 1\n",
+        "inspectd_frames_dropped_total{camera=\"cam1\",reason=\"score_error\"} 1\n",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+}
+
+#[test]
+fn a_reload_replaces_the_camera_model_series() {
+    let m = Metrics::new();
+    let model =
+        |id: &str| ModelIdentity { name: "part-a".into(), id: id.into(), sha: "abc".into(), threshold: None };
+    m.set_model("cam1", &model("v1"));
+    m.set_model("cam1", &model("v2"));
+    let text = m.encode(true).expect("encode");
+    assert!(!text.contains("model_id=\"v1\""), "{text}");
+    assert!(text
+        .contains("inspectd_camera_model{camera=\"cam1\",model=\"part-a\",model_id=\"v2\",sha=\"abc\"} 1\n"));
+    assert!(text.ends_with("# EOF\n"));
+}
