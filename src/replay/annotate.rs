@@ -1,63 +1,24 @@
 //! `--annotate OUT.mkv`: the recording with the heatmap overlay, a verdict bar and the score
 //! burned in, encoded through GStreamer (MJPEG in Matroska or AVI, which every install has).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use gstreamer as gst;
-use gstreamer::prelude::*;
-use gstreamer_app as gst_app;
 use image::{Rgb, RgbImage};
 use ndarray::ArrayView2;
 
 use crate::heatmap::overlay;
 use crate::pipeline::frame::Verdict;
+use crate::util::video_writer::{VideoWriteError, VideoWriter};
 
-/// An encoder fed frame by frame.
+/// The annotated video being written.
 pub struct Annotator {
-    pipeline: gst::Pipeline,
-    src: gst_app::AppSrc,
-    path: PathBuf,
-    fps: u32,
-    pushed: u64,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("cannot write annotated video {path}: {reason}")]
-pub struct AnnotateError {
-    pub path: PathBuf,
-    pub reason: String,
+    writer: VideoWriter,
 }
 
 impl Annotator {
     /// Opens `path` for `width × height` frames at `fps`.
-    pub fn create(path: &Path, width: u32, height: u32, fps: u32) -> Result<Annotator, AnnotateError> {
-        let fail = |reason: String| AnnotateError { path: path.to_path_buf(), reason };
-        gst::init().map_err(|e| fail(e.to_string()))?;
-        let mux = if path.extension().is_some_and(|e| e == "avi") { "avimux" } else { "matroskamux" };
-        let launch =
-            format!("appsrc name=src format=time ! videoconvert ! jpegenc ! {mux} ! filesink name=sink");
-        let pipeline = gst::parse::launch(&launch)
-            .map_err(|e| fail(e.to_string()))?
-            .downcast::<gst::Pipeline>()
-            .map_err(|_| fail("not a pipeline".into()))?;
-        pipeline
-            .by_name("sink")
-            .ok_or_else(|| fail("no sink".into()))?
-            .set_property("location", path.to_string_lossy().as_ref());
-        let src = pipeline
-            .by_name("src")
-            .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
-            .ok_or_else(|| fail("no appsrc".into()))?;
-        let caps = gst::Caps::builder("video/x-raw")
-            .field("format", "RGB")
-            .field("width", width as i32)
-            .field("height", height as i32)
-            .field("framerate", gst::Fraction::new(fps.max(1) as i32, 1))
-            .build();
-        src.set_caps(Some(&caps));
-        src.set_property("block", true);
-        pipeline.set_state(gst::State::Playing).map_err(|e| fail(e.to_string()))?;
-        Ok(Annotator { pipeline, src, path: path.to_path_buf(), fps: fps.max(1), pushed: 0 })
+    pub fn create(path: &Path, width: u32, height: u32, fps: u32) -> Result<Annotator, VideoWriteError> {
+        Ok(Annotator { writer: VideoWriter::create(path, width, height, fps)? })
     }
 
     /// Adds one frame: heatmap overlay (coloured up to twice the threshold), a bar green for OK
@@ -69,42 +30,15 @@ impl Annotator {
         score: f32,
         threshold: f32,
         verdict: Verdict,
-    ) -> Result<(), AnnotateError> {
+    ) -> Result<(), VideoWriteError> {
         let mut img = overlay(frame, map, 2.0 * threshold, 0.4);
         draw_banner(&mut img, score, verdict);
-        let step = 1_000_000_000 / self.fps as u64;
-        let mut buffer = gst::Buffer::from_mut_slice(img.into_raw());
-        let b = buffer.get_mut().expect("new buffer is writable");
-        b.set_pts(gst::ClockTime::from_nseconds(self.pushed * step));
-        b.set_duration(gst::ClockTime::from_nseconds(step));
-        self.pushed += 1;
-        self.src
-            .push_buffer(buffer)
-            .map(|_| ())
-            .map_err(|e| AnnotateError { path: self.path.clone(), reason: format!("{e:?}") })
+        self.writer.push(img)
     }
 
     /// Ends the stream and waits for the file to be complete.
-    pub fn finish(self) -> Result<(), AnnotateError> {
-        let fail = |reason: String| AnnotateError { path: self.path.clone(), reason };
-        self.src.end_of_stream().map_err(|e| fail(format!("{e:?}")))?;
-        let bus = self.pipeline.bus().ok_or_else(|| fail("no bus".into()))?;
-        let mut result = Err(fail("timed out finishing the file".into()));
-        for msg in bus.iter_timed(gst::ClockTime::from_seconds(60)) {
-            match msg.view() {
-                gst::MessageView::Eos(..) => {
-                    result = Ok(());
-                    break;
-                }
-                gst::MessageView::Error(e) => {
-                    result = Err(fail(e.error().to_string()));
-                    break;
-                }
-                _ => {}
-            }
-        }
-        let _ = self.pipeline.set_state(gst::State::Null);
-        result
+    pub fn finish(self) -> Result<(), VideoWriteError> {
+        self.writer.finish()
     }
 }
 

@@ -109,7 +109,7 @@ pub enum ReplayError {
     #[error("cannot write results: {0}")]
     Write(#[from] std::io::Error),
     #[error(transparent)]
-    Annotate(#[from] annotate::AnnotateError),
+    Annotate(#[from] crate::util::video_writer::VideoWriteError),
 }
 
 /// Replays every input through the scoring and decision stages.

@@ -1,16 +1,13 @@
 //! Demo and test videos: synthetic good frames with defect frames at known positions, encoded
 //! through GStreamer (MJPEG in AVI or Matroska), plus the per-frame labels.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
-use gstreamer as gst;
-use gstreamer::prelude::*;
-use gstreamer_app as gst_app;
 use image::RgbImage;
 use serde::Serialize;
 
 use super::{render_defect, render_good, Category, DefectKind};
+use crate::util::video_writer::{VideoWriteError, VideoWriter};
 
 /// Which frames of a generated video are defective.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,13 +27,6 @@ pub struct FrameLabel {
     pub frame: usize,
     /// `1` for a defective frame, `0` for a good one.
     pub label: u8,
-}
-
-/// Errors writing a video; each names the file.
-#[derive(Debug, thiserror::Error)]
-pub enum VideoError {
-    #[error("cannot encode {path}: {reason}")]
-    Encode { path: PathBuf, reason: String },
 }
 
 impl VideoPlan {
@@ -62,60 +52,12 @@ impl VideoPlan {
 }
 
 /// Encodes the plan's frames to `path` (container from the extension: `.avi` or `.mkv`).
-pub fn write_video(plan: &VideoPlan, path: &Path) -> Result<(), VideoError> {
-    let fail = |reason: String| VideoError::Encode { path: path.to_path_buf(), reason };
-    gst::init().map_err(|e| fail(e.to_string()))?;
-    let mux = match path.extension().and_then(|e| e.to_str()) {
-        Some("mkv") => "matroskamux",
-        _ => "avimux",
-    };
-    let launch = format!(
-        "appsrc name=src format=time ! videoconvert ! jpegenc quality=92 ! {mux} ! filesink name=sink"
-    );
-    let pipeline = gst::parse::launch(&launch).map_err(|e| fail(e.to_string()))?;
-    let pipeline = pipeline.downcast::<gst::Pipeline>().map_err(|_| fail("not a pipeline".into()))?;
-    let sink = pipeline.by_name("sink").ok_or_else(|| fail("no filesink".into()))?;
-    sink.set_property("location", path.to_string_lossy().as_ref());
-    let src = pipeline
-        .by_name("src")
-        .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
-        .ok_or_else(|| fail("no appsrc".into()))?;
-    let caps = gst::Caps::builder("video/x-raw")
-        .field("format", "RGB")
-        .field("width", plan.size as i32)
-        .field("height", plan.size as i32)
-        .field("framerate", gst::Fraction::new(plan.fps as i32, 1))
-        .build();
-    src.set_caps(Some(&caps));
-    pipeline.set_state(gst::State::Playing).map_err(|e| fail(e.to_string()))?;
-    let result = push_frames(plan, &src).and_then(|()| wait_eos(&pipeline));
-    let _ = pipeline.set_state(gst::State::Null);
-    result.map_err(fail)
-}
-
-fn push_frames(plan: &VideoPlan, src: &gst_app::AppSrc) -> Result<(), String> {
-    let step = Duration::from_secs(1) / plan.fps.max(1);
+pub fn write_video(plan: &VideoPlan, path: &Path) -> Result<(), VideoWriteError> {
+    let mut writer = VideoWriter::create(path, plan.size, plan.size, plan.fps)?;
     for i in 0..plan.frames {
-        let mut buffer = gst::Buffer::from_mut_slice(plan.frame(i).into_raw());
-        let b = buffer.get_mut().expect("new buffer is writable");
-        b.set_pts(gst::ClockTime::from_nseconds((step * i as u32).as_nanos() as u64));
-        b.set_duration(gst::ClockTime::from_nseconds(step.as_nanos() as u64));
-        src.push_buffer(buffer).map_err(|e| format!("push frame {i}: {e:?}"))?;
+        writer.push(plan.frame(i))?;
     }
-    src.end_of_stream().map_err(|e| format!("end of stream: {e:?}"))?;
-    Ok(())
-}
-
-fn wait_eos(pipeline: &gst::Pipeline) -> Result<(), String> {
-    let bus = pipeline.bus().ok_or("pipeline without a bus")?;
-    for msg in bus.iter_timed(gst::ClockTime::from_seconds(120)) {
-        match msg.view() {
-            gst::MessageView::Eos(..) => return Ok(()),
-            gst::MessageView::Error(e) => return Err(format!("{} ({:?})", e.error(), e.debug())),
-            _ => {}
-        }
-    }
-    Err("timed out waiting for the encoder".into())
+    writer.finish()
 }
 
 #[cfg(test)]
