@@ -67,7 +67,7 @@ async fn notify_sequence_and_reloads_swap_or_refuse_models() {
     std::fs::write(&file, config).unwrap();
     let log = dir.path("reload.log");
     let mut sub = Subscriber::connect(broker.port, "inspectd/reload/cam1/result").await;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_inspectd"))
+    let child = Command::new(env!("CARGO_BIN_EXE_inspectd"))
         .args(["run", "--config"])
         .arg(&file)
         .env("NOTIFY_SOCKET", &socket_path)
@@ -78,6 +78,8 @@ async fn notify_sequence_and_reloads_swap_or_refuse_models() {
         .spawn()
         .unwrap();
     let pid = child.id().to_string();
+    // Killed if an assertion fails, so a failed run leaves no daemon behind.
+    let guard = KillOnDrop(Some(child));
     let mut seen = Vec::new();
     wait_for(&socket, &mut seen, "READY=1", Duration::from_secs(30));
     wait_for(&socket, &mut seen, "WATCHDOG=1", Duration::from_secs(5));
@@ -124,6 +126,7 @@ async fn notify_sequence_and_reloads_swap_or_refuse_models() {
 
     seen.clear();
     Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let mut child = guard.defuse();
     let status = child.wait().unwrap();
     seen.extend(notifications(&socket));
     assert!(status.success(), "clean exit");
@@ -165,4 +168,22 @@ fn retrain(out: &Path) {
         live: None,
     };
     train(&Runtime::init(RuntimeSettings::default()).unwrap(), &settings, &mut |_| {}).unwrap();
+}
+
+/// A child process killed when dropped (a panicking test must not leave a daemon running).
+struct KillOnDrop(Option<std::process::Child>);
+
+impl KillOnDrop {
+    fn defuse(mut self) -> std::process::Child {
+        self.0.take().expect("child present until defused")
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
