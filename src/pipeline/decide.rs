@@ -62,6 +62,14 @@ pub struct DecisionStage {
 }
 
 impl DecisionStage {
+    /// Publishes every camera's current alarm state (retained), replacing whatever an earlier
+    /// run left on the broker: a PLC gateway must not read a previous run's alarm as active.
+    pub fn publish_initial_states(&self) {
+        for (camera, cam) in &self.cameras {
+            self.publish_state(camera, &cam.decision.state());
+        }
+    }
+
     /// Runs on a new thread until `input` closes (every scoring stage and the ack forwarder
     /// have finished).
     pub fn spawn(mut self, input: Receiver<DecisionInput>) -> std::io::Result<std::thread::JoinHandle<()>> {

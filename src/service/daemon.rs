@@ -310,6 +310,7 @@ fn start(
         limiter: EvidenceLimiter::new(min_interval(&cameras)),
         stats: decision_stats,
     };
+    stage.publish_initial_states();
     let decide = stage.spawn(decide_rx)?;
     let ack_tx = decide_tx.clone();
     let acks = tokio::spawn(async move {

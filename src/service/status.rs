@@ -33,14 +33,20 @@ pub async fn report_camera_status(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_state = None;
     loop {
-        let ended = tokio::select! {
-            changed = source.changed() => changed.is_err(),
-            _ = ticker.tick() => false,
+        // The source refreshes its counters twice a second; only a state change, the interval
+        // or the end of the source is worth a (retained, QoS 1) message.
+        let (ended, due) = tokio::select! {
+            changed = source.changed() => (changed.is_err(), false),
+            _ = ticker.tick() => (false, true),
         };
         let status = source.borrow_and_update().clone();
-        if last_state != Some(status.state) {
+        let changed = last_state != Some(status.state);
+        if changed {
             info!(camera = %feed.camera, state = ?status.state, message = status.message.as_deref().unwrap_or(""), "Camera state changed.");
             last_state = Some(status.state);
+        }
+        if !(changed || due || ended) {
+            continue;
         }
         if let Err(e) = publisher.publish_camera_status(&feed.camera, &message(&feed, &status)) {
             warn!(camera = %feed.camera, "Camera status not published: {e}");

@@ -22,7 +22,8 @@ pub const SIZE: u32 = 128;
 pub fn washer_model() -> &'static Path {
     static MODEL: OnceLock<PathBuf> = OnceLock::new();
     MODEL.get_or_init(|| {
-        let root = std::env::temp_dir().join(format!("inspectd-daemon-model-{}", std::process::id()));
+        remove_models_of_finished_runs();
+        let root = std::env::temp_dir().join(format!("{MODEL_DIR_PREFIX}{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         // The labelled test split calibrates the threshold (F1-optimal), as a user with defect
         // samples would; a handful of held-out good images alone gives a noisy threshold.
@@ -56,6 +57,23 @@ pub fn washer_model() -> &'static Path {
         train(&rt, &settings, &mut |_| {}).expect("train the test model");
         out
     })
+}
+
+/// Directory name of a test binary's model, followed by its process id.
+const MODEL_DIR_PREFIX: &str = "inspectd-daemon-model-";
+
+/// The model of a test binary outlives it (a static is never dropped), about 5 MB each; the
+/// next binary removes those whose process has ended.
+fn remove_models_of_finished_runs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name();
+        let pid =
+            name.to_str().and_then(|n| n.strip_prefix(MODEL_DIR_PREFIX)).and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// Writes a washer video with the given defect episodes `(first frame, length)`.
