@@ -144,12 +144,18 @@ impl ScoringStage {
         let began = Instant::now();
         let mut deadline: Option<Instant> = None;
         loop {
+            let before = batch.len();
             let open = self.take_round(&mut batch, start);
             if open == 0 && batch.is_empty() {
                 return None;
             }
             if open == 0 || batch.len() >= self.batching.max_batch {
                 return Some(batch);
+            }
+            if batch.len() > before {
+                // Frames may still be queued: take another round before waiting for a push.
+                deadline.get_or_insert(Instant::now() + self.batching.max_wait);
+                continue;
             }
             let now = Instant::now();
             let until = match deadline {
