@@ -145,3 +145,25 @@ fn wrong_shapes_in_the_weights_are_named() {
         "{err}"
     );
 }
+
+#[test]
+fn a_required_provider_that_is_missing_stops_and_an_optional_one_falls_back() {
+    let (model, data) = fixture();
+    let image = data.join("test/good/000.png");
+    let (model, image) = (model.to_str().unwrap(), image.to_str().unwrap());
+    // The CPU build of ONNX Runtime has no CUDA: required means a configuration error (78).
+    let out = inspectd(&["score", "--model", model, "--require-provider", "cuda", image]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(err.contains("'cuda' is required"), "{err}");
+    // Listed but not required: a warning, then CPU.
+    let out = Command::new(env!("CARGO_BIN_EXE_inspectd"))
+        .args(["score", "--model", model, "--providers", "cuda,cpu", image])
+        .env("INSPECTD_LOG", "info")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("provider=cuda") && log.contains("falling back"), "{log}");
+    assert!(log.contains("session created") && log.contains("provider=cpu"), "{log}");
+}

@@ -122,13 +122,21 @@ pub fn main(cli: Cli) -> ExitCode {
 
 /// Configuration problems exit 78, everything else 1.
 pub fn exit_code(e: &anyhow::Error) -> u8 {
-    let config = e
-        .chain()
-        .any(|c| c.downcast_ref::<crate::model::runtime::RuntimeError>().is_some_and(is_config_error));
+    let config = e.chain().filter_map(runtime_error).any(is_config_error);
     if config {
         EXIT_CONFIG
     } else {
         1
+    }
+}
+
+/// A runtime error on its own or inside a scorer error.
+fn runtime_error<'a>(
+    c: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a crate::model::runtime::RuntimeError> {
+    match c.downcast_ref::<crate::model::scorer::ScoreError>() {
+        Some(crate::model::scorer::ScoreError::Runtime(r)) => Some(r),
+        _ => c.downcast_ref::<crate::model::runtime::RuntimeError>(),
     }
 }
 
