@@ -69,7 +69,8 @@ pub struct ReplayArgs {
     /// Save NG frames and heatmap overlays here.
     #[arg(long, value_name = "DIR")]
     pub evidence: Option<PathBuf>,
-    /// Publish results and alarms like the daemon (flagged `replay: true`); needs --config.
+    /// Publish results and alarms like the daemon, flagged `replay: true`, under node id
+    /// `{node}-replay` so the production daemon's session and status are untouched; needs --config.
     #[arg(long)]
     pub mqtt: bool,
     #[command(flatten)]
@@ -93,16 +94,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let publisher = match (&args.mqtt, &config) {
         (false, _) => None,
         (true, None) => bail!("--mqtt needs --config for the broker settings"),
-        (true, Some(c)) => Some(
-            rt.block_on(async {
-                MqttPublisher::start(
-                    &c.mqtt,
-                    &c.node,
-                    &std::env::temp_dir().join(format!("inspectd-replay-outbox-{}", std::process::id())),
-                )
-            })?
-            .0,
-        ),
+        (true, Some(c)) => Some(rt.block_on(async { start_replay_publisher(c) })?.0),
     };
     let settings = settings(&args, config.as_ref(), inputs, publisher.as_ref().map(|p| p.handle()))?;
     let out: Box<dyn std::io::Write + Send> = match &args.out {
@@ -133,6 +125,19 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     }
     report(&summary, args.summary.as_ref())?;
     Ok(if summary.failed() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// Publishes as node `{node}-replay` with its own client id and outbox: a replay must never
+/// take over the production daemon's MQTT session, status or last will.
+fn start_replay_publisher(
+    c: &Config,
+) -> Result<(MqttPublisher, crate::publish::AckStream), crate::publish::PublishError> {
+    let mut node = c.node.clone();
+    node.id = format!("{}-replay", node.id);
+    let mut mqtt = c.mqtt.clone();
+    mqtt.client_id = None;
+    let outbox = std::env::temp_dir().join(format!("inspectd-replay-outbox-{}", std::process::id()));
+    MqttPublisher::start(&mqtt, &node, &outbox)
 }
 
 fn settings(
