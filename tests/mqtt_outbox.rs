@@ -34,7 +34,7 @@ fn expected_ids(range: std::ops::Range<u64>) -> Vec<String> {
 }
 
 fn event(i: u64) -> AlarmEvent {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         AlarmEvent::Raised
     } else {
         AlarmEvent::Cleared

@@ -29,7 +29,7 @@ pub struct GraphShape {
 /// Patches per kNN chunk: the largest divisor of `patches` not above `target`, so chunks never
 /// straddle two images. Small enough that one chunk's distances stay in cache-friendly sizes.
 pub fn chunk_rows(patches: usize, target: usize) -> usize {
-    (1..=target.min(patches)).rev().find(|r| patches % r == 0).unwrap_or(1)
+    (1..=target.min(patches)).rev().find(|r| patches.is_multiple_of(*r)).unwrap_or(1)
 }
 
 /// Default kNN chunk size in patches (tuned with `inspectd bench`).

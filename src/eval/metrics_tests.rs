@@ -65,7 +65,7 @@ fn auroc_matches_brute_force_with_ties() {
     let mut rng = Lcg(7);
     for (n, levels) in [(5, 3), (40, 4), (200, 10), (333, 1000)] {
         let scores: Vec<f32> = (0..n).map(|_| rng.level(levels)).collect();
-        let labels: Vec<bool> = (0..n).map(|_| rng.next() % 3 == 0).collect();
+        let labels: Vec<bool> = (0..n).map(|_| rng.next().is_multiple_of(3)).collect();
         let fast = auroc(&scores, &labels).unwrap();
         assert!(close(fast, brute_auroc(&scores, &labels)), "n={n}");
     }
@@ -76,7 +76,7 @@ fn pixel_auroc_equals_flat_auroc() {
     let mut rng = Lcg(11);
     let maps: Vec<Array2<f32>> = (0..3).map(|_| Array2::from_shape_fn((5, 7), |_| rng.level(6))).collect();
     let masks: Vec<Array2<bool>> =
-        (0..3).map(|_| Array2::from_shape_fn((5, 7), |_| rng.next() % 4 == 0)).collect();
+        (0..3).map(|_| Array2::from_shape_fn((5, 7), |_| rng.next().is_multiple_of(4))).collect();
     let scores: Vec<f32> = maps.iter().flat_map(|m| m.iter().copied()).collect();
     let labels: Vec<bool> = masks.iter().flat_map(|m| m.iter().copied()).collect();
     let map_views: Vec<_> = maps.iter().map(|m| m.view()).collect();
@@ -116,7 +116,7 @@ fn best_f1_agrees_with_f1_at_sweep() {
     let mut rng = Lcg(3);
     for n in [10, 57, 300] {
         let scores: Vec<f32> = (0..n).map(|_| rng.level(20)).collect();
-        let labels: Vec<bool> = (0..n).map(|_| rng.next() % 4 == 0).collect();
+        let labels: Vec<bool> = (0..n).map(|_| rng.next().is_multiple_of(4)).collect();
         let (t, f1) = best_f1_threshold(&scores, &labels).unwrap();
         assert!(close(f1_at(&scores, &labels, t).f1, f1));
         for &s in &scores {
@@ -231,7 +231,7 @@ fn aupro_matches_brute_force() {
         let maps: Vec<Array2<f32>> =
             (0..3).map(|_| Array2::from_shape_fn((9, 8), |_| rng.level(12))).collect();
         let masks: Vec<Array2<bool>> =
-            (0..3).map(|_| Array2::from_shape_fn((9, 8), |_| rng.next() % 5 == 0)).collect();
+            (0..3).map(|_| Array2::from_shape_fn((9, 8), |_| rng.next().is_multiple_of(5))).collect();
         let fast = aupro(&views(&maps), &views(&masks), limit).unwrap();
         assert!(close(fast, brute_aupro(&maps, &masks, limit)), "limit={limit}");
     }

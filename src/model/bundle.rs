@@ -77,9 +77,9 @@ impl Bundle {
         let manifest = load_manifest(dir)?;
         let backbone_onnx = read_verified(dir, &manifest.backbone.file, &manifest.backbone.sha256)?;
         let descriptor_onnx = read_verified(dir, &manifest.descriptor.file, &manifest.descriptor.sha256)?;
-        let weights_path = dir.join(&manifest.weights.file);
-        read_verified(dir, &manifest.weights.file, &manifest.weights.sha256)?;
-        let (weights, bank, radius) = load_weights(&weights_path, &manifest)?;
+        let weights_bytes = read_verified(dir, &manifest.weights.file, &manifest.weights.sha256)?;
+        let weights_file = TensorFile::from_bytes(&dir.join(&manifest.weights.file), weights_bytes)?;
+        let (weights, bank, radius) = load_weights(&weights_file, &manifest)?;
         Ok(Bundle { dir: dir.to_path_buf(), manifest, backbone_onnx, descriptor_onnx, weights, bank, radius })
     }
 
@@ -130,10 +130,9 @@ pub fn load_manifest(dir: &Path) -> Result<Manifest, BundleError> {
 }
 
 fn load_weights(
-    path: &Path,
+    file: &TensorFile,
     m: &Manifest,
 ) -> Result<(DescriptorWeights, Array2<f32>, Option<f32>), BundleError> {
-    let file = TensorFile::open(path)?;
     let (c_out, c_in) = (m.cfa.descriptor_channels, m.feature_channels() + 2);
     let weight =
         file.get_shaped("descriptor.weight", &[c_out, c_in])?.into_dimensionality::<Ix2>().expect("checked");

@@ -30,6 +30,13 @@ pub struct TensorFile {
 }
 
 impl TensorFile {
+    /// Parses bytes already read from `path` (named in errors).
+    pub fn from_bytes(path: &Path, bytes: Vec<u8>) -> Result<Self, TensorFileError> {
+        let file = TensorFile { path: path.to_path_buf(), bytes };
+        file.parse()?;
+        Ok(file)
+    }
+
     pub fn open(path: &Path) -> Result<Self, TensorFileError> {
         let bytes =
             std::fs::read(path).map_err(|source| TensorFileError::Io { path: path.to_path_buf(), source })?;

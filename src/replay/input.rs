@@ -129,7 +129,7 @@ impl Bound {
 
 impl Selection {
     fn keeps(&self, index: u64, pts: Duration) -> bool {
-        self.start.reached(index, pts) && index % self.every.max(1) == 0
+        self.start.reached(index, pts) && index.is_multiple_of(self.every.max(1))
     }
 
     fn past_end(&self, index: u64, pts: Duration) -> bool {

@@ -24,7 +24,7 @@ pub struct LossGrad {
 /// order, row-major `[patches, K+J]`.
 pub fn cfa_loss(nearest: &[f32], k: usize, j: usize, radius: f32) -> LossGrad {
     let width = k + j;
-    assert!(width > 0 && nearest.len() % width == 0, "rows of K+J distances");
+    assert!(width > 0 && nearest.len().is_multiple_of(width), "rows of K+J distances");
     let patches = nearest.len() / width;
     let r2 = radius * radius;
     let att_weight = LOSS_SCALE / (patches * k) as f32;
