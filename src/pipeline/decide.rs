@@ -187,21 +187,7 @@ impl DecisionStage {
             self.stats.alarms_raised.fetch_add(1, Ordering::Relaxed);
         }
         info!(camera, alarm_id = %event.alarm_id, event = ?event.kind, "Alarm.");
-        let msg = AlarmMessage {
-            alarm_id: event.alarm_id.clone(),
-            event: match event.kind {
-                AlarmKind::Raised => messages::AlarmEvent::Raised,
-                AlarmKind::Cleared => messages::AlarmEvent::Cleared,
-            },
-            seq: event.seq,
-            score: event.score,
-            threshold: event.threshold,
-            started_at: messages::timestamp(event.started_at),
-            evidence: paths.map(|p| Evidence {
-                frame: p.frame.display().to_string(),
-                heatmap: p.heatmap.display().to_string(),
-            }),
-        };
+        let msg = alarm_message(event, paths);
         // Durable: the outbox holds it until the broker acknowledges, across outages and restarts.
         if let Err(e) = self.publisher.publish_alarm_blocking(camera, &msg) {
             warn!(camera, alarm_id = %msg.alarm_id, "ALARM NOT QUEUED: {e}");
@@ -219,6 +205,25 @@ impl DecisionStage {
         if let Err(e) = self.publisher.publish_alarm_state(camera, &msg) {
             warn!(camera, "Alarm state not published: {e}");
         }
+    }
+}
+
+/// The `alarm` payload for an alarm event, with the evidence saved for it (daemon and replay).
+pub fn alarm_message(event: &AlarmEvent, paths: Option<EvidencePaths>) -> AlarmMessage {
+    AlarmMessage {
+        alarm_id: event.alarm_id.clone(),
+        event: match event.kind {
+            AlarmKind::Raised => messages::AlarmEvent::Raised,
+            AlarmKind::Cleared => messages::AlarmEvent::Cleared,
+        },
+        seq: event.seq,
+        score: event.score,
+        threshold: event.threshold,
+        started_at: messages::timestamp(event.started_at),
+        evidence: paths.map(|p| Evidence {
+            frame: p.frame.display().to_string(),
+            heatmap: p.heatmap.display().to_string(),
+        }),
     }
 }
 

@@ -32,11 +32,10 @@ use crate::decision::{AlarmKind, CameraDecision};
 use crate::evidence::EvidenceStore;
 use crate::model::bundle::Bundle;
 use crate::model::scorer::{ScoreError, Scorer};
-use crate::pipeline::decide::{result_message, DecisionInput};
+use crate::pipeline::decide::{alarm_message, result_message, DecisionInput};
 use crate::pipeline::edge::{edge_with_signal, Overflow, Signal};
 use crate::pipeline::frame::{Frame, Verdict};
 use crate::pipeline::scoring::{Batching, ModelIdentity, ScoredFrame, ScoringStage, ScoringStats};
-use crate::publish::messages::{self, AlarmMessage};
 use crate::publish::PublishHandle;
 
 /// How fast frames are fed.
@@ -277,22 +276,7 @@ impl Consumer {
             msg.replay = Some(true);
             let _ = mqtt.publish_result(&s.camera, &msg);
             if let Some(event) = &d.alarm {
-                let alarm = AlarmMessage {
-                    alarm_id: event.alarm_id.clone(),
-                    event: if event.kind == AlarmKind::Raised {
-                        messages::AlarmEvent::Raised
-                    } else {
-                        messages::AlarmEvent::Cleared
-                    },
-                    seq: event.seq,
-                    score: event.score,
-                    threshold: event.threshold,
-                    started_at: messages::timestamp(event.started_at),
-                    evidence: evidence.map(|p| messages::Evidence {
-                        frame: p.frame.display().to_string(),
-                        heatmap: p.heatmap.display().to_string(),
-                    }),
-                };
+                let alarm = alarm_message(event, evidence);
                 let _ = mqtt.publish_alarm_blocking(&s.camera, &alarm);
             }
         }
