@@ -9,6 +9,8 @@ onnx.helper, folding BatchNorm into the convolutions.
 
 Supported backbones:
   efficientnet_lite0   lukemelas-style keys (_conv_stem, _blocks.N...), TF "same" padding
+  efficientnet_lite1   same layout; width 1.0, depth 1.1 (21 blocks), classifier trained at 240
+  efficientnet_lite2   same layout; width 1.1, depth 1.2 (21 blocks), classifier trained at 260
   resnet18             torchvision key layout
   wide_resnet50_2      torchvision key layout
 
@@ -18,6 +20,13 @@ Supported checkpoint formats (detected from the file contents, not the extension
 The exported model has one input, `image` float32 [batch, 3, height, width] (already
 normalised), and outputs `f1`, `f2`, `f3` (plus `logits` [batch, 1000] with
 --with-classifier). Height and width are dynamic.
+
+The EfficientNet-Lite block lists are derived from EfficientNet-B0's stage table with the
+EfficientNet scaling rules (channels rounded to multiples of 8, repeats ceil(depth * r);
+Lite keeps the stem at 32, the head at 1280 and the first and last stage at one block),
+and every tensor of the checkpoint is checked against them. f1/f2/f3 are the outputs of
+the last block of the last stage at strides 4, 8 and 16: 24/40/112 channels for Lite0
+and Lite1, 24/48/120 for Lite2.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import math
 import os
 import pickle
 import struct
@@ -545,20 +555,122 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-# --- EfficientNet-Lite0 -------------------------------------------------------------------
+# --- EfficientNet-Lite0/1/2 --------------------------------------------------------------
 
 LITE_BN_EPS = 1e-3
-# (expand ratio, kernel, stride, output channels) per block, lite0 = B0 without SE/swish.
-LITE0_BLOCKS = (
-    [(1, 3, 1, 16)]
-    + [(6, 3, 2, 24), (6, 3, 1, 24)]
-    + [(6, 5, 2, 40), (6, 5, 1, 40)]
-    + [(6, 3, 2, 80)] + [(6, 3, 1, 80)] * 2
-    + [(6, 5, 1, 112)] * 3
-    + [(6, 5, 2, 192)] + [(6, 5, 1, 192)] * 3
-    + [(6, 3, 1, 320)]
+LITE_STEM, LITE_HEAD = 32, 1280  # Lite keeps both fixed at every scale (TF fix_head_stem)
+# EfficientNet-B0's stages, which Lite scales: (expand ratio, kernel, stride of the first
+# block, output channels, repeats). Lite drops B0's squeeze-excite and uses ReLU6 for swish.
+LITE_STAGES = (
+    (1, 3, 1, 16, 1),
+    (6, 3, 2, 24, 2),
+    (6, 5, 2, 40, 2),
+    (6, 3, 2, 80, 3),
+    (6, 5, 1, 112, 3),
+    (6, 5, 2, 192, 4),
+    (6, 3, 1, 320, 1),
 )
-LITE0_FEATURE_BLOCKS = {2: "f1", 4: "f2", 10: "f3"}  # block index -> output it produces
+LITE_FEATURE_STRIDES = {4: "f1", 8: "f2", 16: "f3"}
+
+
+@dataclass(frozen=True)
+class LiteSpec:
+    width: float  # channel multiplier
+    depth: float  # repeat multiplier
+    resolution: int  # the input size the classifier was trained at
+
+    def round_filters(self, channels: int, divisor: int = 8) -> int:
+        """EfficientNet's width scaling: nearest multiple of 8, never more than 10% down."""
+        scaled = channels * self.width
+        rounded = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+        return int(rounded + divisor if rounded < 0.9 * scaled else rounded)
+
+    def blocks(self) -> tuple[tuple[int, int, int, int], ...]:
+        """(expand ratio, kernel, stride, output channels) per block, i.e. per _blocks.N."""
+        out = []
+        for si, (expand, k, stride, channels, repeats) in enumerate(LITE_STAGES):
+            if 0 < si < len(LITE_STAGES) - 1:  # Lite fixes the first and last stage's repeats
+                repeats = math.ceil(self.depth * repeats)
+            cout = self.round_filters(channels)
+            out += [(expand, k, stride, cout)] + [(expand, k, 1, cout)] * (repeats - 1)
+        return tuple(out)
+
+    def feature_blocks(self) -> dict[int, str]:
+        """Block index -> feature name: the last block of the last stage at strides 4, 8 and
+        16 (for stride 16 that is the 112-channel stage, not the 80-channel one before it)."""
+        found, stride = {}, 2  # the stem halves the input
+        for i, (_e, _k, s, _c) in enumerate(self.blocks()):
+            stride *= s
+            if stride in LITE_FEATURE_STRIDES:
+                found[LITE_FEATURE_STRIDES[stride]] = i  # later blocks overwrite earlier ones
+        return {i: name for name, i in sorted(found.items())}
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Every tensor of the full (classifier) network in the lukemelas key layout."""
+        shapes: dict[str, tuple[int, ...]] = {}
+
+        def conv_bn(conv: str, bn: str, cout: int, cin: int, k: int) -> None:
+            shapes[f"{conv}.weight"] = (cout, cin, k, k)
+            shapes.update({f"{bn}.{p}": (cout,)
+                           for p in ("weight", "bias", "running_mean", "running_var")})
+
+        conv_bn("_conv_stem", "_bn0", LITE_STEM, 3, 3)
+        cin = LITE_STEM
+        for i, (expand, k, _s, cout) in enumerate(self.blocks()):
+            p, hidden = f"_blocks.{i}", cin * expand
+            if expand != 1:
+                conv_bn(f"{p}._expand_conv", f"{p}._bn0", hidden, cin, 1)
+            conv_bn(f"{p}._depthwise_conv", f"{p}._bn1", hidden, 1, k)
+            conv_bn(f"{p}._project_conv", f"{p}._bn2", cout, hidden, 1)
+            cin = cout
+        conv_bn("_conv_head", "_bn1", LITE_HEAD, cin, 1)
+        shapes.update({"_fc.weight": (1000, LITE_HEAD), "_fc.bias": (1000,)})
+        return shapes
+
+
+LITES = {
+    "efficientnet_lite0": LiteSpec(width=1.0, depth=1.0, resolution=224),
+    "efficientnet_lite1": LiteSpec(width=1.0, depth=1.1, resolution=240),
+    "efficientnet_lite2": LiteSpec(width=1.1, depth=1.2, resolution=260),
+}
+LITE0_BLOCKS = LITES["efficientnet_lite0"].blocks()
+LITE0_FEATURE_BLOCKS = LITES["efficientnet_lite0"].feature_blocks()  # {2: f1, 4: f2, 10: f3}
+
+
+def _lite_mismatches(spec: LiteSpec, state: dict[str, np.ndarray]) -> tuple[list, list]:
+    """(tensors whose shape differs from the architecture, tensors it does not have).
+    Absent tensors are not listed: Weights.get reports those that the export needs."""
+    shapes = spec.param_shapes()
+    wrong = [(k, list(v.shape), list(shapes[k])) for k, v in state.items()
+             if k in shapes and tuple(v.shape) != shapes[k]]
+    return wrong, [k for k in state if k not in shapes]
+
+
+def _check_lite_checkpoint(backbone: str, state: dict[str, np.ndarray]) -> None:
+    """Check every tensor of the checkpoint against the derived architecture, so a
+    checkpoint of another Lite variant fails up front with the variant it belongs to."""
+    spec = LITES[backbone]
+    shapes = spec.param_shapes()
+    if not any(k in shapes for k in state):
+        return  # not this key layout at all: Weights.get explains the first missing key
+    wrong, unexpected = _lite_mismatches(spec, state)
+    if not wrong and not unexpected:
+        return
+    problems = []
+    if wrong:
+        key, got, want = wrong[0]
+        more = f" (and {len(wrong) - 1} more tensors of the wrong shape)" if len(wrong) > 1 else ""
+        problems.append(f"key '{key}' has shape {got}, expected {want}{more}")
+    if unexpected:
+        n_blocks = len({k.split(".")[1] for k in state if k.startswith("_blocks.")})
+        more = f" and {len(unexpected) - 1} more" if len(unexpected) > 1 else ""
+        problems.append(f"unexpected key '{unexpected[0]}'{more} (the checkpoint has "
+                        f"{n_blocks} blocks, {backbone} has {len(spec.blocks())})")
+    fits = [name for name, other in LITES.items()
+            if name != backbone and _lite_mismatches(other, state) == ([], [])]
+    hint = f"; the checkpoint fits {fits[0]}" if fits else ""
+    raise ExportError(f"checkpoint does not match {backbone} (width {spec.width}, depth "
+                      f"{spec.depth}): {'; '.join(problems)}{hint}")
 
 
 def _lite_block(g: GraphBuilder, w: Weights, x: str, i: int, cin: int, spec) -> str:
@@ -578,25 +690,40 @@ def _lite_block(g: GraphBuilder, w: Weights, x: str, i: int, cin: int, spec) -> 
     return h
 
 
-def build_efficientnet_lite0(g: GraphBuilder, w: Weights, with_classifier: bool) -> list[str]:
-    wt, b = w.conv_bn("_conv_stem", "_bn0", 32, 3, 3, LITE_BN_EPS)
-    x = g.relu6(g.conv("image", wt, b, "stem", 2, "SAME"), "stem_relu6")
-    outputs, cin = [], 32
-    # Blocks after f3 only feed the classifier; leaving them out saves about a third of
-    # the multiply-adds and a large share of the weights.
-    last = len(LITE0_BLOCKS) - 1 if with_classifier else max(LITE0_FEATURE_BLOCKS)
-    for i in range(last + 1):
-        x = _lite_block(g, w, x, i, cin, LITE0_BLOCKS[i])
-        cin = LITE0_BLOCKS[i][3]
-        if i in LITE0_FEATURE_BLOCKS:
-            g.rename(x, LITE0_FEATURE_BLOCKS[i])
-            x = LITE0_FEATURE_BLOCKS[i]
-            outputs.append(x)
-    if with_classifier:
-        wt, b = w.conv_bn("_conv_head", "_bn1", 1280, cin, 1, LITE_BN_EPS)
-        x = g.relu6(g.conv(x, wt, b, "head"), "head_relu6")
-        outputs.append(g.classifier(x, *w.linear("_fc", 1000, 1280)))
-    return outputs
+def build_efficientnet_lite(backbone: str) -> Callable[[GraphBuilder, Weights, bool], list[str]]:
+    spec = LITES[backbone]
+    blocks, features = spec.blocks(), spec.feature_blocks()
+
+    def build(g: GraphBuilder, w: Weights, with_classifier: bool) -> list[str]:
+        _check_lite_checkpoint(backbone, w.state)
+        wt, b = w.conv_bn("_conv_stem", "_bn0", LITE_STEM, 3, 3, LITE_BN_EPS)
+        x = g.relu6(g.conv("image", wt, b, "stem", 2, "SAME"), "stem_relu6")
+        outputs, cin = [], LITE_STEM
+        # Blocks after f3 only feed the classifier; leaving them out saves about a third
+        # of the multiply-adds and a large share of the weights.
+        last = len(blocks) - 1 if with_classifier else max(features)
+        for i in range(last + 1):
+            x = _lite_block(g, w, x, i, cin, blocks[i])
+            cin = blocks[i][3]
+            if i in features:
+                g.rename(x, features[i])
+                x = features[i]
+                outputs.append(x)
+        if with_classifier:
+            wt, b = w.conv_bn("_conv_head", "_bn1", LITE_HEAD, cin, 1, LITE_BN_EPS)
+            x = g.relu6(g.conv(x, wt, b, "head"), "head_relu6")
+            outputs.append(g.classifier(x, *w.linear("_fc", 1000, LITE_HEAD)))
+        return outputs
+    return build
+
+
+def _lite_info(backbone: str) -> BackboneInfo:
+    spec = LITES[backbone]
+    blocks = spec.blocks()
+    variant = backbone[len("efficientnet_lite"):]
+    return BackboneInfo(tuple(blocks[i][3] for i in spec.feature_blocks()),
+                        IMAGENET_MEAN, IMAGENET_STD,
+                        f"EfficientNet-Lite{variant} (ReLU6, no squeeze-excite, TF same padding)")
 
 
 # --- torchvision ResNets ------------------------------------------------------------------
@@ -677,9 +804,7 @@ def _resnet_info(name: str, spec: ResNetSpec) -> BackboneInfo:
 BACKBONES: dict[str, tuple[Callable, BackboneInfo]] = {
     # ImageNet normalisation is what inspectd feeds (and what the golden features in
     # tests/fixtures were computed with); the lite0 checkpoint classifies well with it.
-    "efficientnet_lite0": (build_efficientnet_lite0, BackboneInfo(
-        (24, 40, 112), IMAGENET_MEAN, IMAGENET_STD,
-        "EfficientNet-Lite0 (ReLU6, no squeeze-excite, TF same padding)")),
+    **{name: (build_efficientnet_lite(name), _lite_info(name)) for name in LITES},
     **{name: (build_resnet(spec), _resnet_info(name, spec)) for name, spec in RESNETS.items()},
 }
 
@@ -746,9 +871,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             "unpickled: checkpoints holding pickled model objects are refused.\n"
             "Errors (missing file, unreadable checkpoint, missing or misshapen keys) exit\n"
             "with code 2.\n\n"
-            "example:\n"
+            "EfficientNet-Lite features are 24/40/112 channels (lite0, lite1) or 24/48/120\n"
+            "(lite2); the classifiers were trained at 224 (lite0), 240 (lite1) and 260 (lite2)\n"
+            "pixels square.\n\n"
+            "examples:\n"
             "  export_backbone.py efficientnet_lite0 efficientnet-lite0-57934424.pth \\\n"
-            "      -o backbone.onnx\n"),
+            "      -o backbone.onnx\n"
+            "  export_backbone.py efficientnet_lite2 efficientnet-lite2-9656183e.pth \\\n"
+            "      --with-classifier -o lite2_classifier.onnx\n"),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("backbone", choices=sorted(BACKBONES), help="network architecture")
     parser.add_argument("checkpoint", help="state dict file (.pth/.pt/.npz/.safetensors)")

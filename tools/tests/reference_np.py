@@ -132,15 +132,35 @@ LITE0 = [
     (6, 5, 1, 112), (6, 5, 2, 192), (6, 5, 1, 192), (6, 5, 1, 192), (6, 5, 1, 192),
     (6, 3, 1, 320),
 ]
+# Lite1/Lite2 as the checkpoints have them, written out per stage as
+# (expand, kernel, first stride, out channels, blocks): Lite1 is Lite0 deeper (21 blocks),
+# Lite2 is Lite1 with wider stages 2-6.
+LITE1_STAGES = [(1, 3, 1, 16, 1), (6, 3, 2, 24, 3), (6, 5, 2, 40, 3), (6, 3, 2, 80, 4),
+                (6, 5, 1, 112, 4), (6, 5, 2, 192, 5), (6, 3, 1, 320, 1)]
+LITE2_STAGES = [(1, 3, 1, 16, 1), (6, 3, 2, 24, 3), (6, 5, 2, 48, 3), (6, 3, 2, 88, 4),
+                (6, 5, 1, 120, 4), (6, 5, 2, 208, 5), (6, 3, 1, 352, 1)]
 
 
-def random_lite0(seed: int = 0) -> dict:
+def _per_block(stages):
+    return [(e, k, s if j == 0 else 1, c) for e, k, s, c, n in stages for j in range(n)]
+
+
+LITE1 = _per_block(LITE1_STAGES)
+LITE2 = _per_block(LITE2_STAGES)
+# block index of f1, f2, f3: the last block at strides 4, 8 and 16
+LITE_FEATURES = {"efficientnet_lite0": (2, 4, 10), "efficientnet_lite1": (3, 6, 14),
+                 "efficientnet_lite2": (3, 6, 14)}
+LITE_BLOCKS = {"efficientnet_lite0": LITE0, "efficientnet_lite1": LITE1,
+               "efficientnet_lite2": LITE2}
+
+
+def random_lite(name: str, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     sd = {}
     _conv(sd, rng, "_conv_stem", 32, 3, 3)
     _bn(sd, rng, "_bn0", 32)
     cin = 32
-    for i, (e, k, _s, cout) in enumerate(LITE0):
+    for i, (e, k, _s, cout) in enumerate(LITE_BLOCKS[name]):
         p, hidden = f"_blocks.{i}", cin * e
         if e != 1:
             _conv(sd, rng, f"{p}._expand_conv", hidden, cin, 1)
@@ -154,6 +174,10 @@ def random_lite0(seed: int = 0) -> dict:
     _bn(sd, rng, "_bn1", 1280)
     _fc(sd, rng, "_fc", 1000, 1280)
     return sd
+
+
+def random_lite0(seed: int = 0) -> dict:
+    return random_lite("efficientnet_lite0", seed)
 
 
 # ---------------------------------------------------------------------------------------
@@ -203,12 +227,14 @@ def _same_conv(h, w, stride, groups=1):
     return conv2d(h, w, stride=stride, pads=pads, groups=groups)
 
 
-def lite0_forward(sd: dict, x: np.ndarray, classifier_too: bool = False) -> dict:
+def lite_forward(name: str, sd: dict, x: np.ndarray, classifier_too: bool = False) -> dict:
+    blocks, feature_blocks = LITE_BLOCKS[name], LITE_FEATURES[name]
     sd = _f64(sd)
     eps = 1e-3
     h = relu6(batchnorm(_same_conv(x.astype(np.float64), sd["_conv_stem.weight"], 2), sd, "_bn0", eps))
     out, cin = {}, 32
-    for i, (e, _k, s, cout) in enumerate(LITE0 if classifier_too else LITE0[:11]):
+    last = len(blocks) - 1 if classifier_too else feature_blocks[-1]
+    for i, (e, _k, s, cout) in enumerate(blocks[:last + 1]):
         p, inp = f"_blocks.{i}", h
         if e != 1:
             h = relu6(batchnorm(conv2d(h, sd[f"{p}._expand_conv.weight"]), sd, f"{p}._bn0", eps))
@@ -218,9 +244,13 @@ def lite0_forward(sd: dict, x: np.ndarray, classifier_too: bool = False) -> dict
         if s == 1 and cin == cout:
             h = h + inp
         cin = cout
-        if i in (2, 4, 10):
-            out[{2: "f1", 4: "f2", 10: "f3"}[i]] = h
+        if i in feature_blocks:
+            out[f"f{feature_blocks.index(i) + 1}"] = h
     if classifier_too:
         h = relu6(batchnorm(conv2d(h, sd["_conv_head.weight"]), sd, "_bn1", eps))
         out["logits"] = classifier(h, sd["_fc.weight"], sd["_fc.bias"])
     return out
+
+
+def lite0_forward(sd: dict, x: np.ndarray, classifier_too: bool = False) -> dict:
+    return lite_forward("efficientnet_lite0", sd, x, classifier_too)

