@@ -6,6 +6,9 @@ use std::process::ExitCode;
 
 use clap::Args;
 
+use anyhow::Context;
+
+use crate::synth::photo::{photo_source, write_photo_category, Level, PhotoSource, PhotoSpec, PHOTOS};
 use crate::synth::video::{write_video, VideoPlan};
 use crate::synth::{write_category, Category, SynthSpec};
 
@@ -38,9 +41,22 @@ pub struct DemoDataArgs {
     /// Frames in the demo video.
     #[arg(long, default_value_t = 200)]
     pub video_frames: usize,
+    /// Write the real-photo benchmark instead: defects painted on skimage's bundled photographs
+    /// found in DIR (scripts/setup puts them in .local/data), as OUT/<level>/<category>.
+    #[arg(long, value_name = "DIR")]
+    pub photos: Option<PathBuf>,
+    /// Real-photo categories to write (default: all of brick, grass, gravel, coffee, astronaut).
+    #[arg(long, value_delimiter = ',', requires = "photos")]
+    pub photo_category: Vec<String>,
+    /// Defect strengths for the real-photo benchmark (default: both).
+    #[arg(long, value_enum, value_delimiter = ',', requires = "photos")]
+    pub level: Vec<Level>,
 }
 
 pub fn run(args: DemoDataArgs) -> anyhow::Result<ExitCode> {
+    if let Some(dir) = &args.photos {
+        return write_photos(&args, dir);
+    }
     let categories = if args.category.is_empty() { Category::all().to_vec() } else { args.category.clone() };
     if let Some(path) = &args.video {
         write_demo_video(&args, categories[0], path)?;
@@ -76,4 +92,55 @@ fn write_demo_video(args: &DemoDataArgs, category: Category, path: &std::path::P
     std::fs::write(&labels, serde_json::to_vec_pretty(&plan.labels())?)?;
     eprintln!("wrote {} ({} frames) and {}", path.display(), plan.frames, labels.display());
     Ok(())
+}
+
+/// The real-photo benchmark: every requested category at every requested level.
+fn write_photos(args: &DemoDataArgs, dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let sources: Vec<PhotoSource> = if args.photo_category.is_empty() {
+        PHOTOS.to_vec()
+    } else {
+        let known = || PHOTOS.iter().map(|p| p.name).collect::<Vec<_>>().join(", ");
+        args.photo_category
+            .iter()
+            .map(|n| {
+                photo_source(n).ok_or_else(|| {
+                    anyhow::anyhow!("unknown photo category '{n}'; expected one of {}", known())
+                })
+            })
+            .collect::<anyhow::Result<_>>()?
+    };
+    let levels = if args.level.is_empty() { vec![Level::Clear, Level::Subtle] } else { args.level.clone() };
+    let load = |p: &PhotoSource| -> anyhow::Result<image::RgbImage> {
+        let path = dir.join(p.file);
+        Ok(image::open(&path)
+            .with_context(|| {
+                format!(
+                    "cannot read {}: run scripts/setup, which extracts skimage's bundled photos there",
+                    path.display()
+                )
+            })?
+            .to_rgb8())
+    };
+    for source in &sources {
+        // Foreign patches are cut from the next photo in the list: real content, not ours.
+        let i = PHOTOS.iter().position(|p| p.name == source.name).unwrap_or(0);
+        let donor = load(&PHOTOS[(i + 1) % PHOTOS.len()])?;
+        let photo = load(source)?;
+        for &level in &levels {
+            let spec = PhotoSpec {
+                source: *source,
+                photo: photo.clone(),
+                donor: donor.clone(),
+                level,
+                size: args.size,
+                train_good: args.train,
+                test_good: args.test_good,
+                test_defect_per_type: args.defects,
+                seed: args.seed,
+            };
+            let summary = write_photo_category(&spec, &args.out.join(level.name()))?;
+            eprintln!("wrote {} ({} files)", summary.category_dir.display(), summary.files_written);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -8,11 +8,12 @@ use image::{GrayImage, Luma, Rgb, RgbImage};
 
 use super::noise::{mix, smoothstep};
 
-/// Square RGB image with channels in `[0, 1]` (values outside are clamped
-/// only when quantising).
+/// RGB image with channels in `[0, 1]` (values outside are clamped only when
+/// quantising). The procedural scenes are square; photographs need not be.
 #[derive(Debug, Clone)]
 pub(crate) struct Canvas {
-    pub size: u32,
+    pub width: u32,
+    pub height: u32,
     pub px: Vec<[f32; 3]>,
 }
 
@@ -28,13 +29,26 @@ impl Canvas {
                 px.push(shade((x as f32 + 0.5) * inv, ny));
             }
         }
-        Self { size, px }
+        Self { width: size, height: size, px }
+    }
+
+    /// The pixels of an 8-bit image, scaled to `[0, 1]`.
+    pub fn from_rgb(img: &RgbImage) -> Self {
+        let px = img.pixels().map(|p| p.0.map(|v| v as f32 / 255.0)).collect();
+        Self { width: img.width(), height: img.height(), px }
+    }
+
+    /// The pixel at integer coordinates, clamped to the image.
+    pub fn at(&self, x: i64, y: i64) -> [f32; 3] {
+        let x = x.clamp(0, self.width as i64 - 1) as usize;
+        let y = y.clamp(0, self.height as i64 - 1) as usize;
+        self.px[y * self.width as usize + x]
     }
 
     /// Quantises to 8-bit RGB with round-half-up.
     pub fn to_rgb(&self) -> RgbImage {
         let quant = |v: f32| (v.clamp(0.0, 1.0) * 255.0 + 0.5) as u8;
-        let mut img = RgbImage::new(self.size, self.size);
+        let mut img = RgbImage::new(self.width, self.height);
         for (dst, src) in img.pixels_mut().zip(&self.px) {
             *dst = Rgb([quant(src[0]), quant(src[1]), quant(src[2])]);
         }
@@ -50,7 +64,8 @@ pub(crate) const MIN_ALPHA: f32 = 0.5;
 /// Per-pixel defect blend weight: 0 outside the mask, `[MIN_ALPHA, 1]` inside.
 #[derive(Debug, Clone)]
 pub(crate) struct Coverage {
-    pub size: u32,
+    pub width: u32,
+    pub height: u32,
     pub alpha: Vec<f32>,
 }
 
@@ -59,9 +74,14 @@ impl Coverage {
     /// pixels evaluated at pixel centres; the weight ramps up over `edge`
     /// pixels inward from the border.
     pub fn from_sdf(size: u32, edge: f32, sdf: impl Fn(f32, f32) -> f32) -> Self {
-        let mut alpha = Vec::with_capacity((size * size) as usize);
-        for y in 0..size {
-            for x in 0..size {
+        Self::from_sdf_rect(size, size, edge, sdf)
+    }
+
+    /// [`Coverage::from_sdf`] on a `width`×`height` image.
+    pub fn from_sdf_rect(width: u32, height: u32, edge: f32, sdf: impl Fn(f32, f32) -> f32) -> Self {
+        let mut alpha = Vec::with_capacity((width * height) as usize);
+        for y in 0..height {
+            for x in 0..width {
                 let d = sdf(x as f32 + 0.5, y as f32 + 0.5);
                 alpha.push(if d < 0.0 {
                     MIN_ALPHA + (1.0 - MIN_ALPHA) * smoothstep(0.0, edge, -d)
@@ -70,15 +90,15 @@ impl Coverage {
                 });
             }
         }
-        Self { size, alpha }
+        Self { width, height, alpha }
     }
 
     /// Drops coverage wherever `keep(x, y)` is false at the pixel centre,
     /// e.g. to confine a defect to the part it sits on.
     pub fn clip(&mut self, keep: impl Fn(f32, f32) -> bool) {
-        let size = self.size as usize;
+        let width = self.width as usize;
         for (i, a) in self.alpha.iter_mut().enumerate() {
-            if *a > 0.0 && !keep((i % size) as f32 + 0.5, (i / size) as f32 + 0.5) {
+            if *a > 0.0 && !keep((i % width) as f32 + 0.5, (i / width) as f32 + 0.5) {
                 *a = 0.0;
             }
         }
@@ -92,7 +112,7 @@ impl Coverage {
 
     /// MVTec-style mask: 255 where defective, 0 elsewhere.
     pub fn to_mask(&self) -> GrayImage {
-        let mut mask = GrayImage::new(self.size, self.size);
+        let mut mask = GrayImage::new(self.width, self.height);
         for (dst, &a) in mask.pixels_mut().zip(&self.alpha) {
             *dst = Luma([if a > 0.0 { 255 } else { 0 }]);
         }
@@ -102,10 +122,10 @@ impl Coverage {
     /// Blends `paint(x, y, base)` into `canvas` with this coverage; pixels
     /// outside the mask are not touched at all.
     pub fn blend_into(&self, canvas: &mut Canvas, paint: &dyn Fn(f32, f32, [f32; 3]) -> [f32; 3]) {
-        let size = self.size as usize;
+        let width = self.width as usize;
         for (i, (dst, &a)) in canvas.px.iter_mut().zip(&self.alpha).enumerate() {
             if a > 0.0 {
-                let (x, y) = ((i % size) as f32 + 0.5, (i / size) as f32 + 0.5);
+                let (x, y) = ((i % width) as f32 + 0.5, (i / width) as f32 + 0.5);
                 *dst = mix(*dst, paint(x, y, *dst), a);
             }
         }

@@ -97,16 +97,16 @@ fn write_defects(
     })
 }
 
-fn create_dir(dir: &Path) -> Result<PathBuf, SynthError> {
+pub(crate) fn create_dir(dir: &Path) -> Result<PathBuf, SynthError> {
     fs::create_dir_all(dir).map_err(|source| SynthError::Io { path: dir.to_path_buf(), source })?;
     Ok(dir.to_path_buf())
 }
 
-fn write_rgb(path: &Path, img: &RgbImage) -> Result<(), SynthError> {
+pub(crate) fn write_rgb(path: &Path, img: &RgbImage) -> Result<(), SynthError> {
     write_png(path, img.as_raw(), img.width(), img.height(), ExtendedColorType::Rgb8)
 }
 
-fn write_gray(path: &Path, img: &GrayImage) -> Result<(), SynthError> {
+pub(crate) fn write_gray(path: &Path, img: &GrayImage) -> Result<(), SynthError> {
     write_png(path, img.as_raw(), img.width(), img.height(), ExtendedColorType::L8)
 }
 

@@ -33,7 +33,7 @@ pub(crate) fn draw(
     pose: &Pose,
     rng: &mut SplitMix64,
 ) -> Coverage {
-    let size = canvas.size;
+    let size = canvas.width;
     let mut attempt = 1;
     loop {
         let at = scene::anchor(category, size, pose, rng);
@@ -53,7 +53,7 @@ pub(crate) fn draw(
 }
 
 /// Distance from `(x, y)` to the polyline through `pts`.
-fn polyline_distance(pts: &[(f32, f32)], x: f32, y: f32) -> f32 {
+pub(crate) fn polyline_distance(pts: &[(f32, f32)], x: f32, y: f32) -> f32 {
     let mut best = f32::INFINITY;
     for seg in pts.windows(2) {
         let ((ax, ay), (bx, by)) = (seg[0], seg[1]);
@@ -94,7 +94,7 @@ fn scratch(size: u32, at: (f32, f32), rng: &mut SplitMix64) -> (Coverage, Paint)
 /// Good-image pixels in a small window around `at`: the surface a stain
 /// lands on, used to avoid a tint that would vanish against it.
 fn surface_sample(canvas: &Canvas, at: (f32, f32)) -> Vec<[f32; 3]> {
-    let size = canvas.size as i64;
+    let size = canvas.width as i64;
     let radius = (size / 16).max(2);
     let (cx, cy) = (at.0 as i64, at.1 as i64);
     let mut out = Vec::new();
@@ -110,7 +110,7 @@ fn surface_sample(canvas: &Canvas, at: (f32, f32)) -> Vec<[f32; 3]> {
 /// resembles (a mean colour is not enough: teal "matches" neither the blue
 /// nor the white threads of denim on average, yet vanishes on the blue).
 /// Falls back to the least camouflaged tint.
-fn pick_tint(surface: &[[f32; 3]], rng: &mut SplitMix64) -> [f32; 3] {
+pub(crate) fn pick_tint(surface: &[[f32; 3]], rng: &mut SplitMix64) -> [f32; 3] {
     const TINTS: [[f32; 3]; 5] =
         [[0.50, 0.22, 0.07], [0.10, 0.09, 0.08], [0.12, 0.45, 0.45], [0.38, 0.14, 0.50], [0.78, 0.66, 0.18]];
     let camouflage = |t: &[f32; 3]| {
@@ -146,17 +146,17 @@ fn stain(size: u32, at: (f32, f32), surface: &[[f32; 3]], rng: &mut SplitMix64) 
 
 /// Rotated ellipse; `rho` is 1 on its boundary.
 #[derive(Clone, Copy)]
-struct Ellipse {
-    cx: f32,
-    cy: f32,
-    a: f32,
-    b: f32,
-    cos: f32,
-    sin: f32,
+pub(crate) struct Ellipse {
+    pub cx: f32,
+    pub cy: f32,
+    pub a: f32,
+    pub b: f32,
+    pub cos: f32,
+    pub sin: f32,
 }
 
 impl Ellipse {
-    fn rho(&self, x: f32, y: f32) -> f32 {
+    pub(crate) fn rho(&self, x: f32, y: f32) -> f32 {
         let (dx, dy) = (x - self.cx, y - self.cy);
         let (u, v) = (dx * self.cos + dy * self.sin, dy * self.cos - dx * self.sin);
         ((u / self.a) * (u / self.a) + (v / self.b) * (v / self.b)).sqrt()
@@ -233,7 +233,7 @@ fn foreign_pattern(
 
 /// Checker (or, with `b` fixed, stripes) alternating between two colours on
 /// unit cells: a printed label or hazard tape.
-fn two_tone(a: f32, b: f32, odd: [f32; 3], even: [f32; 3]) -> [f32; 3] {
+pub(crate) fn two_tone(a: f32, b: f32, odd: [f32; 3], even: [f32; 3]) -> [f32; 3] {
     if (a.floor() as i64 + b.floor() as i64).rem_euclid(2) == 1 {
         odd
     } else {

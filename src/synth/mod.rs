@@ -26,6 +26,7 @@ mod defect;
 mod kinds;
 mod noise;
 mod object;
+pub mod photo;
 mod rng;
 mod scene;
 mod texture;
