@@ -38,6 +38,7 @@ fn fixture() -> &'static (PathBuf, PathBuf) {
             width: 128,
             height: 128,
             fit: FitConfig { epochs: 3, ..FitConfig::default() },
+            select: None,
             sigma: 4.0,
             holdout: 0.25,
             calibration: NormalCalibration::default(),

@@ -159,6 +159,7 @@ fn retrain(out: &Path) {
         width: daemon::SIZE,
         height: daemon::SIZE,
         fit: FitConfig { epochs: 1, seed: 2, ..FitConfig::default() },
+        select: None,
         sigma: 4.0,
         holdout: 0.25,
         calibration: NormalCalibration::default(),

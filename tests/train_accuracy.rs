@@ -36,6 +36,7 @@ fn settings(data: &Path, out: &Path, epochs: usize, seed: u64) -> TrainSettings 
         width: 128,
         height: 128,
         fit: FitConfig { epochs, seed, radius_mode: RadiusMode::Trainable, ..FitConfig::default() },
+        select: None,
         sigma: 4.0,
         holdout: 0.2,
         calibration: NormalCalibration::default(),

@@ -13,6 +13,7 @@ use crate::eval::evaluate::{evaluate, CategoryReport};
 use crate::model::bundle::Bundle;
 use crate::model::runtime::Runtime;
 use crate::model::scorer::Scorer;
+use crate::train::select::EpochRecord;
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
@@ -31,8 +32,19 @@ pub struct EvalArgs {
 
 #[derive(Debug, Serialize)]
 struct Summary {
-    categories: Vec<CategoryReport>,
+    categories: Vec<CategoryOut>,
     mean: Option<Mean>,
+}
+
+/// One category's figures, with how the model's epoch was chosen (from its manifest).
+#[derive(Debug, Serialize)]
+struct CategoryOut {
+    #[serde(flatten)]
+    report: CategoryReport,
+    /// Epoch whose weights the bundle holds, when it was chosen on the validation set.
+    selected_epoch: Option<usize>,
+    /// The training-time validation curve (held-out good images plus synthetic defects).
+    validation: Vec<EpochRecord>,
 }
 
 #[derive(Debug, Serialize)]
@@ -57,12 +69,17 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         let mut scorer = Scorer::new(&runtime, &bundle)?;
         let report =
             evaluate(&mut scorer, &bundle, data).with_context(|| format!("evaluating {}", data.display()))?;
-        categories.push(report);
+        let training = bundle.manifest.training.as_ref();
+        categories.push(CategoryOut {
+            report,
+            selected_epoch: training.and_then(|t| t.selected_epoch),
+            validation: training.map(|t| t.validation.clone()).unwrap_or_default(),
+        });
     }
     let mean = (categories.len() > 1).then(|| Mean {
-        image_auroc: mean(categories.iter().map(|c| c.image_auroc)),
-        pixel_auroc: mean(categories.iter().map(|c| c.pixel_auroc)),
-        aupro: mean(categories.iter().map(|c| c.aupro)),
+        image_auroc: mean(categories.iter().map(|c| c.report.image_auroc)),
+        pixel_auroc: mean(categories.iter().map(|c| c.report.pixel_auroc)),
+        aupro: mean(categories.iter().map(|c| c.report.aupro)),
     });
     let summary = Summary { categories, mean };
     if args.json {
@@ -87,7 +104,8 @@ fn print_table(s: &Summary) {
         "{:<16} {:>6} {:>9} {:>9} {:>7} {:>6} {:>6} {:>6} {:>8}",
         "category", "images", "img AUROC", "pix AUROC", "AUPRO", "prec", "recall", "F1", "img/s"
     );
-    for c in &s.categories {
+    for out in &s.categories {
+        let c = &out.report;
         let t = c.at_threshold.as_ref();
         println!(
             "{:<16} {:>6} {:>9} {:>9} {:>7} {:>6} {:>6} {:>6} {:>8.1}",
@@ -111,6 +129,17 @@ fn print_table(s: &Summary) {
                 "",
                 "",
                 pct(d.recall)
+            );
+        }
+    }
+    for out in &s.categories {
+        if let Some(e) = out.selected_epoch {
+            let curve: Vec<String> =
+                out.validation.iter().map(|r| format!("{}:{:.3}", r.epoch, r.image_auroc)).collect();
+            println!(
+                "{}: epoch {e} kept; validation image AUROC by epoch {}",
+                out.report.category,
+                curve.join(" ")
             );
         }
     }

@@ -13,9 +13,10 @@ use super::RuntimeArgs;
 use crate::model::manifest::RadiusMode;
 use crate::model::runtime::Runtime;
 use crate::train::calibrate::NormalCalibration;
-use crate::train::fit::FitConfig;
+use crate::train::fit::{BankInput, FitConfig};
 use crate::train::optim::AdamWConfig;
 use crate::train::run::{self, LiveCapture, TrainEvent, TrainSettings};
+use crate::train::select::Selection;
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
@@ -35,10 +36,22 @@ pub struct TrainArgs {
     /// Model input size as WIDTHxHEIGHT or one number for a square.
     #[arg(long, default_value = "256", value_parser = parse_size)]
     pub size: (u32, u32),
-    #[arg(long, default_value_t = 30)]
+    /// Most epochs to train. With held-out images (--holdout > 0) the epoch is chosen on them.
+    #[arg(long, default_value_t = FitConfig::default().epochs)]
     pub epochs: usize,
+    /// Stop after this many epochs without a better validation AUROC (held-out good images
+    /// plus synthetic defects painted on copies of them); the best epoch's weights are kept.
+    #[arg(long, default_value_t = Selection::default().patience)]
+    pub patience: usize,
+    /// Train all --epochs epochs and keep the last, without validation.
+    #[arg(long)]
+    pub no_select: bool,
+    /// Images the memory bank is averaged over: normalised like training (cfa.md §3) or
+    /// un-normalised, as anomalib 2.x does.
+    #[arg(long, value_enum, default_value = "normalised")]
+    pub bank_input: BankInput,
     /// Images per optimiser step.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = FitConfig::default().batch)]
     pub batch: usize,
     /// Seed for initialisation, shuffling and the hold-out split (same seed, same bundle).
     #[arg(long, default_value_t = 0)]
@@ -143,7 +156,10 @@ impl TrainArgs {
                 batch: self.batch,
                 seed: self.seed,
                 optim: AdamWConfig::default(),
+                bank_input: self.bank_input,
             },
+            select: (!self.no_select)
+                .then_some(Selection { max_epochs: self.epochs, patience: self.patience }),
             sigma: self.sigma,
             holdout: self.holdout,
             calibration: NormalCalibration {
@@ -201,6 +217,21 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         "  epochs: {}, final loss {:.4}, radius {:.4}",
         report.epochs, report.final_loss, report.radius
     );
+    match &report.selected {
+        Some(sel) => {
+            let best = sel.curve.iter().find(|r| r.epoch == sel.best_epoch).copied();
+            let figure = best.map_or(String::new(), |b| {
+                format!(": validation image AUROC {:.4}, pixel AUROC {:.4}", b.image_auroc, b.pixel_auroc)
+            });
+            let why = if sel.stopped_early { ", stopped early" } else { "" };
+            eprintln!("  kept epoch {}{figure}{why}", sel.best_epoch);
+            let curve: Vec<String> =
+                sel.curve.iter().map(|r| format!("{}:{:.3}", r.epoch, r.image_auroc)).collect();
+            eprintln!("  validation curve (epoch:image AUROC): {}", curve.join(" "));
+        }
+        None if args.no_select => eprintln!("  kept the last epoch (--no-select)"),
+        None => eprintln!("  kept the last epoch (fewer than 2 held-out images: no validation set)"),
+    }
     match (report.threshold, &report.threshold_method) {
         (Some(t), Some(m)) => eprintln!("  threshold: {t:.4} ({m})"),
         _ => eprintln!("  threshold: none (no held-out images: use --holdout > 0 or --validation)"),
@@ -227,7 +258,19 @@ fn progress(bar: &ProgressBar, epochs: usize, event: TrainEvent) {
                 bar.reset_eta();
             }
             bar.set_position((p.epoch * p.steps_per_epoch + p.step + 1) as u64);
-            bar.set_message(format!("epoch {}/{epochs} loss {:.4}", p.epoch + 1, p.loss));
+            bar.set_message(format!("epoch {}/{epochs} (at most) loss {:.4}", p.epoch + 1, p.loss));
+        }
+        TrainEvent::Validation { done, total } => set(bar, "validation", done, total),
+        TrainEvent::Validated { record, best } => {
+            let line = format!(
+                "epoch {:>2}: loss {:.4}  validation image AUROC {:.4}  pixel AUROC {:.4}  (best {:.4} @ epoch {})",
+                record.epoch, record.loss, record.image_auroc, record.pixel_auroc, best.image_auroc, best.epoch
+            );
+            if bar.is_hidden() {
+                eprintln!("{line}");
+            } else {
+                bar.println(line);
+            }
         }
         TrainEvent::Calibrating { images } => {
             bar.set_style(style("{msg}"));
@@ -240,4 +283,26 @@ fn set(bar: &ProgressBar, what: &'static str, done: usize, total: usize) {
     bar.set_length(total as u64);
     bar.set_position(done as u64);
     bar.set_message(what);
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: TrainArgs,
+    }
+
+    /// The integration tests train through the library with `FitConfig::default()`; the CLI's
+    /// defaults must be that same recipe, or the tests would measure a recipe nobody runs.
+    #[test]
+    fn command_line_defaults_are_the_library_defaults() {
+        let settings = Cli::parse_from(["train", "good/", "--out", "model"]).args.settings().unwrap();
+        assert_eq!(settings.fit, FitConfig::default());
+        assert_eq!(settings.select, Some(Selection::default()));
+    }
 }

@@ -158,6 +158,19 @@ pub struct Provenance {
     pub seed: u64,
     pub date: String,
     pub elapsed_s: f32,
+    /// Images per optimiser step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<usize>,
+    /// What the memory bank was averaged over.
+    #[serde(default)]
+    pub bank_input: crate::train::fit::BankInput,
+    /// The epoch whose parameters the bundle holds (0 = the untrained descriptor), when the
+    /// epoch was chosen on the validation set; `None` when all epochs ran without selection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selected_epoch: Option<usize>,
+    /// Validation figure after every epoch (held-out good images plus synthetic defects).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub validation: Vec<crate::train::select::EpochRecord>,
 }
 
 /// A manifest that parses but makes no sense.

@@ -36,6 +36,21 @@ pub struct FitConfig {
     pub batch: usize,
     pub seed: u64,
     pub optim: AdamWConfig,
+    /// Which images the memory bank is averaged over (cfa.md §3).
+    pub bank_input: BankInput,
+}
+
+/// The images the memory bank is built from.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum BankInput {
+    /// Normalised exactly as in training and inference (cfa.md §3).
+    #[default]
+    Normalised,
+    /// Pixels in [0, 1] without ImageNet normalisation, as anomalib 2.x does by accident.
+    Unnormalised,
 }
 
 impl Default for FitConfig {
@@ -51,6 +66,7 @@ impl Default for FitConfig {
             batch: 4,
             seed: 0,
             optim: AdamWConfig::default(),
+            bank_input: BankInput::Normalised,
         }
     }
 }
@@ -82,8 +98,8 @@ pub fn descriptor_rows(x: ArrayView2<f32>, w: &DescriptorWeights) -> Array2<f32>
     phi
 }
 
-/// The memory bank `[C', N]`: the mean descriptor output over all images, compressed to
-/// `h·w / gamma_c` k-means centres when gamma_c > 1.
+/// The memory bank `[C', N]`: the mean descriptor output over all images of `cache`,
+/// compressed to `h·w / gamma_c` k-means centres when gamma_c > 1.
 pub fn memory_bank(cache: &FeatureCache, w: &DescriptorWeights, gamma_c: usize, seed: u64) -> Array2<f32> {
     let mut mean = Array2::<f32>::zeros((cache.patches(), w.out_channels()));
     for x in &cache.inputs {
@@ -134,14 +150,23 @@ pub struct Trainer {
     bank_rows: Array2<f32>,
     knn: Session,
     optimiser: AdamW,
+    rng: SplitMix64,
+    order: Vec<usize>,
+    epochs_done: usize,
 }
 
 impl Trainer {
-    /// Initialises the descriptor (seeded), builds the memory bank and the kNN session.
-    pub fn new(runtime: &Runtime, cache: &FeatureCache, cfg: FitConfig) -> Result<Trainer, ScoreError> {
+    /// Initialises the descriptor (seeded), builds the memory bank from `bank_cache` (the
+    /// training images, normalised as `cfg.bank_input` says) and the kNN session.
+    pub fn new(
+        runtime: &Runtime,
+        cache: &FeatureCache,
+        bank_cache: &FeatureCache,
+        cfg: FitConfig,
+    ) -> Result<Trainer, ScoreError> {
         let c_in = cache.inputs[0].ncols() - 2;
         let weights = DescriptorWeights::init(c_in, (c_in / cfg.gamma_d.max(1)).max(1), cfg.seed);
-        let bank = memory_bank(cache, &weights, cfg.gamma_c, cfg.seed);
+        let bank = memory_bank(bank_cache, &weights, cfg.gamma_c, cfg.seed);
         let model =
             graph::knn_rows_model(bank.view(), cfg.k + cfg.j, cache.patches(), graph::DEFAULT_CHUNK_ROWS)
                 .map_err(|e| ScoreError::Inference { stage: "training kNN graph", reason: e.to_string() })?;
@@ -154,31 +179,66 @@ impl Trainer {
             optimiser: AdamW::new(cfg.optim, params),
             weights,
             knn,
+            rng: SplitMix64::new(cfg.seed ^ 0x5EED),
+            order: (0..cache.inputs.len()).collect(),
+            epochs_done: 0,
             cfg,
         })
     }
 
-    /// Runs all epochs; `progress` is called after every step.
+    /// Runs all `cfg.epochs` epochs; `progress` is called after every step.
     pub fn fit(
         mut self,
         cache: &FeatureCache,
         mut progress: impl FnMut(StepProgress),
     ) -> Result<Fitted, ScoreError> {
-        let mut rng = SplitMix64::new(self.cfg.seed ^ 0x5EED);
-        let mut order: Vec<usize> = (0..cache.inputs.len()).collect();
-        let steps_per_epoch = order.len().div_ceil(self.cfg.batch.max(1));
         let mut epoch_losses = Vec::with_capacity(self.cfg.epochs);
-        for epoch in 0..self.cfg.epochs {
-            shuffle(&mut order, &mut rng);
-            let mut total = 0.0;
-            for (step, batch) in order.chunks(self.cfg.batch.max(1)).enumerate() {
-                let loss = self.step(cache, batch)?;
-                total += loss;
-                progress(StepProgress { epoch, step, steps_per_epoch, loss });
-            }
-            epoch_losses.push(total / steps_per_epoch as f32);
+        for _ in 0..self.cfg.epochs {
+            epoch_losses.push(self.epoch(cache, &mut progress)?);
         }
-        Ok(Fitted { weights: self.weights, bank: self.bank, radius: self.radius, epoch_losses })
+        Ok(self.into_fitted(epoch_losses))
+    }
+
+    /// One epoch over `cache` in a freshly shuffled (seeded) order; returns its mean loss.
+    pub fn epoch(
+        &mut self,
+        cache: &FeatureCache,
+        progress: &mut dyn FnMut(StepProgress),
+    ) -> Result<f32, ScoreError> {
+        let batch_size = self.cfg.batch.max(1);
+        let mut order = std::mem::take(&mut self.order);
+        shuffle(&mut order, &mut self.rng);
+        let steps_per_epoch = order.len().div_ceil(batch_size);
+        let mut total = 0.0;
+        for (step, batch) in order.chunks(batch_size).enumerate() {
+            let loss = self.step(cache, batch)?;
+            total += loss;
+            progress(StepProgress { epoch: self.epochs_done, step, steps_per_epoch, loss });
+        }
+        self.order = order;
+        self.epochs_done += 1;
+        Ok(total / steps_per_epoch as f32)
+    }
+
+    /// The current descriptor and radius.
+    pub fn snapshot(&self) -> (DescriptorWeights, f32) {
+        (self.weights.clone(), self.radius)
+    }
+
+    /// The fitted model with the current parameters.
+    pub fn into_fitted(self, epoch_losses: Vec<f32>) -> Fitted {
+        Fitted { weights: self.weights, bank: self.bank, radius: self.radius, epoch_losses }
+    }
+
+    /// The K nearest squared distances (ascending) of every row of the current descriptor's
+    /// output for `x` (`[P, C + 2]`), as `[P, K]`.
+    pub fn nearest_k(&mut self, x: ArrayView2<f32>) -> Result<Array2<f32>, ScoreError> {
+        let phi = descriptor_rows(x, &self.weights);
+        let (dist, _) = self.nearest(&phi)?;
+        let width = self.cfg.k + self.cfg.j;
+        let full = Array2::from_shape_vec((phi.nrows(), width), dist)
+            .map_err(|e| ScoreError::Inference { stage: "validation kNN", reason: e.to_string() })?;
+        Ok(full.slice(s![.., ..self.cfg.k]).to_owned())
     }
 
     /// One optimiser step on the images `batch`; returns the loss before the update.

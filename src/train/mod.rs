@@ -7,3 +7,4 @@ pub mod kmeans;
 pub mod loss;
 pub mod optim;
 pub mod run;
+pub mod select;

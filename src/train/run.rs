@@ -8,7 +8,8 @@ use image::RgbImage;
 
 use super::calibrate::{self, NormalCalibration};
 use super::features::FeatureCache;
-use super::fit::{FitConfig, StepProgress, Trainer};
+use super::fit::{BankInput, FitConfig, StepProgress, Trainer};
+use super::select::{self, EpochRecord, SelectEvent, Selected, Selection, Validation};
 use crate::cfa::preprocess;
 use crate::input::images::{self, ImageError};
 use crate::input::mvtec;
@@ -31,6 +32,9 @@ pub struct TrainSettings {
     pub width: u32,
     pub height: u32,
     pub fit: FitConfig,
+    /// Choose the epoch on the validation set built from the held-out images (and stop
+    /// early); `None` trains exactly `fit.epochs` epochs.
+    pub select: Option<Selection>,
     pub sigma: f32,
     /// Fraction of the good images held out (never trained on) to calibrate the threshold.
     pub holdout: f32,
@@ -58,11 +62,32 @@ pub struct LiveCapture {
 /// What happened, for progress display.
 #[derive(Debug, Clone)]
 pub enum TrainEvent {
-    Loaded { done: usize, total: usize },
-    Skipped { path: PathBuf, reason: String },
-    Features { done: usize, total: usize },
+    Loaded {
+        done: usize,
+        total: usize,
+    },
+    Skipped {
+        path: PathBuf,
+        reason: String,
+    },
+    Features {
+        done: usize,
+        total: usize,
+    },
     Step(StepProgress),
-    Calibrating { images: usize },
+    /// Validation images (good and defective) whose features are being computed.
+    Validation {
+        done: usize,
+        total: usize,
+    },
+    /// The validation figure after an epoch, and the best so far.
+    Validated {
+        record: EpochRecord,
+        best: EpochRecord,
+    },
+    Calibrating {
+        images: usize,
+    },
 }
 
 /// The outcome, for the summary.
@@ -72,9 +97,12 @@ pub struct TrainReport {
     pub train_images: usize,
     pub holdout_images: usize,
     pub skipped: usize,
+    /// Epochs trained.
     pub epochs: usize,
     pub final_loss: f32,
     pub radius: f32,
+    /// The validation curve and the chosen epoch, when the epoch was selected.
+    pub selected: Option<Selected>,
     pub threshold: Option<f32>,
     pub threshold_method: Option<String>,
     pub elapsed_s: f32,
@@ -125,22 +153,55 @@ pub fn train(
     let cache = FeatureCache::extract(&mut backbone_session, &train_set, &norm, |done| {
         on(TrainEvent::Features { done, total })
     })?;
+    let raw_cache = match s.fit.bank_input {
+        BankInput::Normalised => None,
+        BankInput::Unnormalised => {
+            let raw = preprocess::Normalisation { mean: [0.0; 3], std: [1.0; 3] };
+            Some(FeatureCache::extract(&mut backbone_session, &train_set, &raw, |_| {})?)
+        }
+    };
+    let trainer = Trainer::new(runtime, &cache, raw_cache.as_ref().unwrap_or(&cache), s.fit.clone())?;
+    drop(raw_cache);
+    let (fitted, selected) = match s.select.filter(|_| holdout_set.len() >= 2) {
+        Some(selection) => {
+            let (images, labels, masks) = select::validation_images(&holdout_set, s.fit.seed);
+            let total = images.len();
+            let vcache = FeatureCache::extract(&mut backbone_session, &images, &norm, |done| {
+                on(TrainEvent::Validation { done, total })
+            })?;
+            drop(images);
+            let val = Validation::new(vcache, labels, &masks, s.sigma);
+            let mut forward = |e| {
+                on(match e {
+                    SelectEvent::Step(p) => TrainEvent::Step(p),
+                    SelectEvent::Validated { record, best } => TrainEvent::Validated { record, best },
+                })
+            };
+            let (fitted, selected) = select::fit_selected(trainer, &cache, &val, selection, &mut forward)?;
+            (fitted, Some(selected))
+        }
+        None => (trainer.fit(&cache, |p| on(TrainEvent::Step(p)))?, None),
+    };
     drop(backbone_session);
-    let fitted = Trainer::new(runtime, &cache, s.fit.clone())?.fit(&cache, |p| on(TrainEvent::Step(p)))?;
     let manifest = Manifest::new(&s.model_id, &desc, input_info(s, &norm), cfa_params(s, &fitted));
     let radius = Some(fitted.radius);
     let mut bundle = Bundle::assemble(&s.out, manifest, backbone_onnx, fitted.weights, fitted.bank, radius)?;
     on(TrainEvent::Calibrating { images: holdout_set.len() });
     bundle.manifest.threshold = calibrate_bundle(runtime, &bundle, &holdout_set, s)?;
     let final_loss = fitted.epoch_losses.last().copied().unwrap_or(f32::NAN);
+    let epochs = fitted.epoch_losses.len();
     bundle.manifest.training = Some(Provenance {
         source: s.inputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
         images: train_set.len(),
-        epochs: s.fit.epochs,
+        epochs,
         final_loss,
         seed: s.fit.seed,
         date: bundle.manifest.model.created_at.clone(),
         elapsed_s: started.elapsed().as_secs_f32(),
+        batch: Some(s.fit.batch),
+        bank_input: s.fit.bank_input,
+        selected_epoch: selected.as_ref().map(|sel| sel.best_epoch),
+        validation: selected.as_ref().map(|sel| sel.curve.clone()).unwrap_or_default(),
     });
     bundle::write(&bundle)?;
     let threshold = bundle.manifest.threshold.as_ref();
@@ -149,9 +210,10 @@ pub fn train(
         train_images: train_set.len(),
         holdout_images: holdout_set.len(),
         skipped,
-        epochs: s.fit.epochs,
+        epochs,
         final_loss,
         radius: fitted.radius,
+        selected,
         threshold: threshold.map(|t| t.image),
         threshold_method: threshold.map(|t| t.method.clone()),
         elapsed_s: started.elapsed().as_secs_f32(),

@@ -45,6 +45,7 @@ pub fn washer_model() -> &'static Path {
             width: SIZE,
             height: SIZE,
             fit: FitConfig { epochs: 8, seed: 1, ..FitConfig::default() },
+            select: None,
             sigma: 4.0,
             holdout: 0.25,
             calibration: NormalCalibration::default(),

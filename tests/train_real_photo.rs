@@ -1,0 +1,134 @@
+//! Training on real photographs (skimage's bundled images, extracted by scripts/setup) with
+//! the default recipe, through the real binary, backbone and ONNX Runtime: a floor that fails
+//! when the recipe regresses, and the proof that choosing the epoch never reads test data.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::local;
+use inspectd::synth::photo::{photo_source, write_photo_category, Level, PhotoSpec};
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("inspectd-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn photo(file: &str) -> image::RgbImage {
+    let path = local(&format!("data/{file}"));
+    image::open(&path).unwrap_or_else(|e| panic!("{}: {e} (run scripts/setup)", path.display())).to_rgb8()
+}
+
+/// A reduced real-photo category: `train` good training images, 16 good test images and
+/// 6 per defect type, at 256 px.
+fn category(root: &Path, name: &str, level: Level, train: usize) -> PathBuf {
+    let source = photo_source(name).unwrap();
+    let spec = PhotoSpec {
+        source,
+        photo: photo(source.file),
+        donor: photo("astronaut.png"),
+        level,
+        size: 256,
+        train_good: train,
+        test_good: 16,
+        test_defect_per_type: 6,
+        seed: 11,
+    };
+    write_photo_category(&spec, &root.join(level.name())).unwrap().category_dir
+}
+
+fn inspectd(args: &[&str]) -> std::process::Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_inspectd")).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "inspectd {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn train(data: &Path, model: &Path, extra: &[&str]) -> String {
+    let mut args = vec!["train", data.to_str().unwrap(), "--out", model.to_str().unwrap(), "--seed", "0"];
+    args.extend_from_slice(extra);
+    String::from_utf8_lossy(&inspectd(&args).stderr).into_owned()
+}
+
+#[allow(dead_code)]
+fn eval(data: &Path, model: &Path) -> serde_json::Value {
+    let out =
+        inspectd(&["eval", "--model", model.to_str().unwrap(), "--data", data.to_str().unwrap(), "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["categories"][0].clone()
+}
+
+/// Every file of the bundle, with the manifest's wall-clock lines (creation date, training
+/// time) removed: those differ between any two runs.
+fn bundle_bytes(model: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<_> = std::fs::read_dir(model).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            let mut bytes = std::fs::read(&p).unwrap();
+            if name == "model.toml" {
+                let text = String::from_utf8(bytes).unwrap();
+                let timeless = ["created_at", "date", "elapsed_s"];
+                bytes = text
+                    .lines()
+                    .filter(|l| !timeless.iter().any(|k| l.starts_with(&format!("{k} ="))))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+                    .into_bytes();
+            }
+            (name, bytes)
+        })
+        .collect()
+}
+
+#[test]
+fn choosing_the_epoch_never_reads_the_test_split() {
+    let root = temp_dir("no-test-data");
+    let data = category(&root, "coffee", Level::Subtle, 20);
+    let (first, second) = (root.join("first"), root.join("second"));
+    // The same model id for both (it defaults to the output folder's name).
+    let opts = ["--epochs", "3", "--patience", "2", "--id", "coffee"];
+    let log = train(&data, &first, &opts);
+    assert!(log.contains("kept epoch"), "the epoch was chosen on validation data:\n{log}");
+    // Replace every test image (good and defective) and every mask by noise.
+    let mut replaced = 0;
+    for dir in ["test", "ground_truth"] {
+        for entry in glob::glob(&format!("{}/{dir}/*/*.png", data.display())).unwrap() {
+            let path = entry.unwrap();
+            let (w, h) = image::image_dimensions(&path).unwrap();
+            let mut state = replaced as u32 * 2_654_435_761 + 1;
+            let noise = image::RgbImage::from_fn(w, h, |_, _| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                image::Rgb([state as u8, (state >> 8) as u8, (state >> 16) as u8])
+            });
+            noise.save(&path).unwrap();
+            replaced += 1;
+        }
+    }
+    assert!(replaced >= 16 + 4 * 6 * 2, "replaced {replaced} files");
+    train(&data, &second, &opts);
+    let (a, b) = (bundle_bytes(&first), bundle_bytes(&second));
+    assert_eq!(a.iter().map(|f| &f.0).collect::<Vec<_>>(), b.iter().map(|f| &f.0).collect::<Vec<_>>());
+    for ((name, x), (_, y)) in a.iter().zip(&b) {
+        let lines = |b: &[u8]| String::from_utf8_lossy(b).lines().map(str::to_owned).collect::<Vec<_>>();
+        let changed: Vec<String> = if name.ends_with(".toml") {
+            let (lx, ly) = (lines(x), lines(y));
+            lx.iter().zip(&ly).filter(|(a, b)| a != b).map(|(a, b)| format!("{a}  ->  {b}")).collect()
+        } else {
+            Vec::new()
+        };
+        assert!(x == y, "{name} differs once the test split is noise (selection read test data): {changed:#?}");
+    }
+    std::fs::remove_dir_all(&root).unwrap();
+}
