@@ -8,6 +8,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use common::local;
+use inspectd::model::manifest::RadiusMode;
 use inspectd::model::runtime::{Runtime, RuntimeSettings};
 use inspectd::synth::{write_category, Category, SynthSpec};
 use inspectd::train::calibrate::NormalCalibration;
@@ -37,8 +38,15 @@ fn fixture() -> &'static (PathBuf, PathBuf) {
             model_id: "washer-test".into(),
             width: 128,
             height: 128,
-            fit: FitConfig { epochs: 3, ..FitConfig::default() },
+            // The recipe these small synthetic sets were tuned with (4 images per step).
+            fit: FitConfig {
+                epochs: 3,
+                batch: 4,
+                radius_mode: RadiusMode::Trainable,
+                ..FitConfig::default()
+            },
             select: None,
+            refit: false,
             sigma: 4.0,
             holdout: 0.25,
             calibration: NormalCalibration::default(),

@@ -135,6 +135,7 @@ async fn notify_sequence_and_reloads_swap_or_refuse_models() {
 
 /// The test model again, with another seed: same input size, different weights.
 fn retrain(out: &Path) {
+    use inspectd::model::manifest::RadiusMode;
     use inspectd::model::runtime::{Runtime, RuntimeSettings};
     use inspectd::synth::{write_category, Category, SynthSpec};
     use inspectd::train::{
@@ -158,8 +159,15 @@ fn retrain(out: &Path) {
         model_id: "washer-retrained".into(),
         width: daemon::SIZE,
         height: daemon::SIZE,
-        fit: FitConfig { epochs: 1, seed: 2, ..FitConfig::default() },
+        fit: FitConfig {
+            epochs: 1,
+            seed: 2,
+            batch: 4,
+            radius_mode: RadiusMode::Trainable,
+            ..FitConfig::default()
+        },
         select: None,
+        refit: false,
         sigma: 4.0,
         holdout: 0.25,
         calibration: NormalCalibration::default(),

@@ -35,8 +35,11 @@ fn settings(data: &Path, out: &Path, epochs: usize, seed: u64) -> TrainSettings 
         model_id: "test".into(),
         width: 128,
         height: 128,
-        fit: FitConfig { epochs, seed, radius_mode: RadiusMode::Trainable, ..FitConfig::default() },
+        // The synthetic sanity check keeps the recipe it was written with (4 images per step);
+        // the default recipe is measured on real photographs (tests/train_real_photo.rs).
+        fit: FitConfig { epochs, seed, batch: 4, radius_mode: RadiusMode::Trainable, ..FitConfig::default() },
         select: None,
+        refit: false,
         sigma: 4.0,
         holdout: 0.2,
         calibration: NormalCalibration::default(),

@@ -46,6 +46,11 @@ pub struct TrainArgs {
     /// Train all --epochs epochs and keep the last, without validation.
     #[arg(long)]
     pub no_select: bool,
+    /// Once the epoch is chosen, train again on all good images (the held-out ones too) for
+    /// that many epochs. The threshold comes from the first model's held-out scores, which it
+    /// never trained on.
+    #[arg(long, conflicts_with = "no_select")]
+    pub refit: bool,
     /// Images the memory bank is averaged over: normalised like training (cfa.md §3) or
     /// un-normalised, as anomalib 2.x does.
     #[arg(long, value_enum, default_value = "normalised")]
@@ -57,7 +62,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Hypersphere radius: trained with the descriptor (the paper) or fixed (anomalib).
-    #[arg(long, value_enum, default_value = "trainable")]
+    #[arg(long, value_enum, default_value = "fixed")]
     pub radius_mode: RadiusModeArg,
     /// Initial (or fixed) radius.
     #[arg(long, default_value_t = 1e-5)]
@@ -160,6 +165,7 @@ impl TrainArgs {
             },
             select: (!self.no_select)
                 .then_some(Selection { max_epochs: self.epochs, patience: self.patience }),
+            refit: self.refit,
             sigma: self.sigma,
             holdout: self.holdout,
             calibration: NormalCalibration {
@@ -266,6 +272,14 @@ fn progress(bar: &ProgressBar, epochs: usize, event: TrainEvent) {
                 "epoch {:>2}: loss {:.4}  validation image AUROC {:.4}  pixel AUROC {:.4}  (best {:.4} @ epoch {})",
                 record.epoch, record.loss, record.image_auroc, record.pixel_auroc, best.image_auroc, best.epoch
             );
+            if bar.is_hidden() {
+                eprintln!("{line}");
+            } else {
+                bar.println(line);
+            }
+        }
+        TrainEvent::Refit { images, epochs } => {
+            let line = format!("training again on all {images} good images for {epochs} epochs (--refit)");
             if bar.is_hidden() {
                 eprintln!("{line}");
             } else {

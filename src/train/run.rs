@@ -35,6 +35,9 @@ pub struct TrainSettings {
     /// Choose the epoch on the validation set built from the held-out images (and stop
     /// early); `None` trains exactly `fit.epochs` epochs.
     pub select: Option<Selection>,
+    /// Once the epoch is chosen, train again on all good images (held-out ones too) for that
+    /// many epochs; the threshold still comes from the first model's held-out scores.
+    pub refit: bool,
     pub sigma: f32,
     /// Fraction of the good images held out (never trained on) to calibrate the threshold.
     pub holdout: f32,
@@ -84,6 +87,11 @@ pub enum TrainEvent {
     Validated {
         record: EpochRecord,
         best: EpochRecord,
+    },
+    /// Training again on all `images` good images for the chosen number of epochs.
+    Refit {
+        images: usize,
+        epochs: usize,
     },
     Calibrating {
         images: usize,
@@ -162,6 +170,7 @@ pub fn train(
     };
     let trainer = Trainer::new(runtime, &cache, raw_cache.as_ref().unwrap_or(&cache), s.fit.clone())?;
     drop(raw_cache);
+    let mut early_threshold = None;
     let (fitted, selected) = match s.select.filter(|_| holdout_set.len() >= 2) {
         Some(selection) => {
             let (images, labels, masks) = select::validation_images(&holdout_set, s.fit.seed);
@@ -178,21 +187,46 @@ pub fn train(
                 })
             };
             let (fitted, selected) = select::fit_selected(trainer, &cache, &val, selection, &mut forward)?;
-            (fitted, Some(selected))
+            if s.refit && selected.best_epoch > 0 {
+                // Calibrate on the held-out images with the model that never saw them, then
+                // train on everything: the threshold stays out-of-sample.
+                let model = assemble(s, &desc, &norm, &backbone_onnx, &fitted)?;
+                on(TrainEvent::Calibrating { images: holdout_set.len() });
+                early_threshold = Some(calibrate_bundle(runtime, &model, &holdout_set, s)?);
+                let all: Vec<RgbImage> = train_set.iter().chain(&holdout_set).cloned().collect();
+                on(TrainEvent::Refit { images: all.len(), epochs: selected.best_epoch });
+                let refitted = refit(
+                    runtime,
+                    &mut backbone_session,
+                    &all,
+                    s,
+                    selected.best_epoch,
+                    val.into_cache(),
+                    cache,
+                    on,
+                )?;
+                (refitted, Some(selected))
+            } else {
+                (fitted, Some(selected))
+            }
         }
         None => (trainer.fit(&cache, |p| on(TrainEvent::Step(p)))?, None),
     };
     drop(backbone_session);
-    let manifest = Manifest::new(&s.model_id, &desc, input_info(s, &norm), cfa_params(s, &fitted));
-    let radius = Some(fitted.radius);
-    let mut bundle = Bundle::assemble(&s.out, manifest, backbone_onnx, fitted.weights, fitted.bank, radius)?;
-    on(TrainEvent::Calibrating { images: holdout_set.len() });
-    bundle.manifest.threshold = calibrate_bundle(runtime, &bundle, &holdout_set, s)?;
+    let refitted = early_threshold.is_some();
+    let mut bundle = assemble(s, &desc, &norm, &backbone_onnx, &fitted)?;
+    bundle.manifest.threshold = match early_threshold {
+        Some(t) => t,
+        None => {
+            on(TrainEvent::Calibrating { images: holdout_set.len() });
+            calibrate_bundle(runtime, &bundle, &holdout_set, s)?
+        }
+    };
     let final_loss = fitted.epoch_losses.last().copied().unwrap_or(f32::NAN);
     let epochs = fitted.epoch_losses.len();
     bundle.manifest.training = Some(Provenance {
         source: s.inputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
-        images: train_set.len(),
+        images: if refitted { train_set.len() + holdout_set.len() } else { train_set.len() },
         epochs,
         final_loss,
         seed: s.fit.seed,
@@ -202,6 +236,7 @@ pub fn train(
         bank_input: s.fit.bank_input,
         selected_epoch: selected.as_ref().map(|sel| sel.best_epoch),
         validation: selected.as_ref().map(|sel| sel.curve.clone()).unwrap_or_default(),
+        refit: refitted,
     });
     bundle::write(&bundle)?;
     let threshold = bundle.manifest.threshold.as_ref();
@@ -218,6 +253,46 @@ pub fn train(
         threshold_method: threshold.map(|t| t.method.clone()),
         elapsed_s: started.elapsed().as_secs_f32(),
     })
+}
+
+/// The bundle, in memory, for fitted parameters.
+fn assemble(
+    s: &TrainSettings,
+    desc: &backbone::BackboneDescription,
+    norm: &preprocess::Normalisation,
+    backbone_onnx: &[u8],
+    fitted: &super::fit::Fitted,
+) -> Result<Bundle, TrainError> {
+    let manifest = Manifest::new(&s.model_id, desc, input_info(s, norm), cfa_params(s, fitted));
+    let (weights, bank) = (fitted.weights.clone(), fitted.bank.clone());
+    Ok(Bundle::assemble(&s.out, manifest, backbone_onnx.to_vec(), weights, bank, Some(fitted.radius))?)
+}
+
+/// Trains a fresh model (same seed) on all good images for `epochs` epochs. The features of
+/// the held-out images are the first ones of the validation cache.
+#[allow(clippy::too_many_arguments)]
+fn refit(
+    runtime: &Runtime,
+    backbone: &mut ort::session::Session,
+    all: &[RgbImage],
+    s: &TrainSettings,
+    epochs: usize,
+    validation: FeatureCache,
+    mut cache: FeatureCache,
+    on: &mut dyn FnMut(TrainEvent),
+) -> Result<super::fit::Fitted, TrainError> {
+    let held = all.len() - cache.inputs.len();
+    cache.inputs.extend(validation.inputs.into_iter().take(held));
+    let raw = match s.fit.bank_input {
+        BankInput::Normalised => None,
+        BankInput::Unnormalised => {
+            let raw = preprocess::Normalisation { mean: [0.0; 3], std: [1.0; 3] };
+            Some(FeatureCache::extract(backbone, all, &raw, |_| {})?)
+        }
+    };
+    let fit = FitConfig { epochs, ..s.fit.clone() };
+    let trainer = Trainer::new(runtime, &cache, raw.as_ref().unwrap_or(&cache), fit)?;
+    Ok(trainer.fit(&cache, |p| on(TrainEvent::Step(p)))?)
 }
 
 fn input_info(s: &TrainSettings, norm: &preprocess::Normalisation) -> InputInfo {

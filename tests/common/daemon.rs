@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use inspectd::model::manifest::RadiusMode;
 use inspectd::model::runtime::{Runtime, RuntimeSettings};
 use inspectd::synth::video::{write_video, VideoPlan};
 use inspectd::synth::{write_category, Category, SynthSpec};
@@ -44,8 +45,16 @@ pub fn washer_model() -> &'static Path {
             model_id: "washer-test".into(),
             width: SIZE,
             height: SIZE,
-            fit: FitConfig { epochs: 8, seed: 1, ..FitConfig::default() },
+            // The recipe the daemon tests were tuned with (4 images per step).
+            fit: FitConfig {
+                epochs: 8,
+                seed: 1,
+                batch: 4,
+                radius_mode: RadiusMode::Trainable,
+                ..FitConfig::default()
+            },
             select: None,
+            refit: false,
             sigma: 4.0,
             holdout: 0.25,
             calibration: NormalCalibration::default(),
