@@ -566,6 +566,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def repo_relative(path: Path) -> str:
+    """`path` relative to the repository root when it lies inside it, else as given."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        return str(path.resolve().relative_to(root))
+    except ValueError:
+        return str(path)
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     # Thread limits must be in place before torch / OpenCV start their pools.
@@ -618,7 +627,9 @@ def main(argv: list[str]) -> int:
             "torch_version": torch.__version__,
             "onnxruntime_version": onnxruntime.__version__,
             "sklearn_version": sklearn.__version__,
-            "backbone_path": str(args.backbone),
+            # Relative to the repository when inside it: results are committed and must not
+            # name one machine's paths.
+            "backbone_path": repo_relative(args.backbone),
             "epochs": args.epochs,
             "batch": args.batch,
             "seed": args.seed,

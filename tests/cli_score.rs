@@ -46,7 +46,6 @@ fn fixture() -> &'static (PathBuf, PathBuf) {
                 ..FitConfig::default()
             },
             select: None,
-            refit: false,
             sigma: 4.0,
             holdout: 0.25,
             calibration: NormalCalibration::default(),

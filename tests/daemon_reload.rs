@@ -167,7 +167,6 @@ fn retrain(out: &Path) {
             ..FitConfig::default()
         },
         select: None,
-        refit: false,
         sigma: 4.0,
         holdout: 0.25,
         calibration: NormalCalibration::default(),

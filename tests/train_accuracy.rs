@@ -39,7 +39,6 @@ fn settings(data: &Path, out: &Path, epochs: usize, seed: u64) -> TrainSettings 
         // the default recipe is measured on real photographs (tests/train_real_photo.rs).
         fit: FitConfig { epochs, seed, batch: 4, radius_mode: RadiusMode::Trainable, ..FitConfig::default() },
         select: None,
-        refit: false,
         sigma: 4.0,
         holdout: 0.2,
         calibration: NormalCalibration::default(),

@@ -46,11 +46,6 @@ pub struct TrainArgs {
     /// Train all --epochs epochs and keep the last, without validation.
     #[arg(long)]
     pub no_select: bool,
-    /// Once the epoch is chosen, train again on all good images (the held-out ones too) for
-    /// that many epochs. The threshold comes from the first model's held-out scores, which it
-    /// never trained on.
-    #[arg(long, conflicts_with = "no_select")]
-    pub refit: bool,
     /// Images the memory bank is averaged over: normalised like training (cfa.md §3) or
     /// un-normalised, as anomalib 2.x does.
     #[arg(long, value_enum, default_value = "normalised")]
@@ -165,7 +160,6 @@ impl TrainArgs {
             },
             select: (!self.no_select)
                 .then_some(Selection { max_epochs: self.epochs, patience: self.patience }),
-            refit: self.refit,
             sigma: self.sigma,
             holdout: self.holdout,
             calibration: NormalCalibration {
@@ -272,24 +266,21 @@ fn progress(bar: &ProgressBar, epochs: usize, event: TrainEvent) {
                 "epoch {:>2}: loss {:.4}  validation image AUROC {:.4}  pixel AUROC {:.4}  (best {:.4} @ epoch {})",
                 record.epoch, record.loss, record.image_auroc, record.pixel_auroc, best.image_auroc, best.epoch
             );
-            if bar.is_hidden() {
-                eprintln!("{line}");
-            } else {
-                bar.println(line);
-            }
-        }
-        TrainEvent::Refit { images, epochs } => {
-            let line = format!("training again on all {images} good images for {epochs} epochs (--refit)");
-            if bar.is_hidden() {
-                eprintln!("{line}");
-            } else {
-                bar.println(line);
-            }
+            print_line(bar, line);
         }
         TrainEvent::Calibrating { images } => {
             bar.set_style(style("{msg}"));
             bar.set_message(format!("calibrating on {images} held-out images"));
         }
+    }
+}
+
+/// A line above the progress bar, or on stderr when there is no terminal to draw the bar on.
+fn print_line(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
     }
 }
 

@@ -171,10 +171,6 @@ pub struct Provenance {
     /// Validation figure after every epoch (held-out good images plus synthetic defects).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub validation: Vec<crate::train::select::EpochRecord>,
-    /// Whether the bundle was trained again on all good images (held-out ones included) for
-    /// the selected number of epochs; the threshold then comes from the first model.
-    #[serde(default)]
-    pub refit: bool,
 }
 
 /// A manifest that parses but makes no sense.

@@ -65,12 +65,9 @@ pub(crate) fn polyline_distance(pts: &[(f32, f32)], x: f32, y: f32) -> f32 {
     best
 }
 
-/// A 2–3 segment stroke of 2–4 px (at 128 px) width, centred on the anchor,
-/// either bright (polished gouge) or dark (dirt-filled groove).
-fn scratch(size: u32, at: (f32, f32), rng: &mut SplitMix64) -> (Coverage, Paint) {
-    let px = size as f32;
-    let half_width = (px / 100.0).max(1.0) * rng.range(1.0, 1.4);
-    let length = px * rng.range(0.3, 0.5);
+/// The polyline of a scratch: 2–3 slightly bending segments of `length` in all, centred on
+/// `at`, in a random direction.
+pub(crate) fn scratch_path(at: (f32, f32), length: f32, rng: &mut SplitMix64) -> Vec<(f32, f32)> {
     let segments = 2 + rng.below(2) as usize;
     let mut angle = rng.range(0.0, TAU);
     let mut p = (at.0 - 0.5 * length * cos(angle), at.1 - 0.5 * length * sin(angle));
@@ -81,6 +78,16 @@ fn scratch(size: u32, at: (f32, f32), rng: &mut SplitMix64) -> (Coverage, Paint)
         p = (p.0 + step * cos(angle), p.1 + step * sin(angle));
         pts.push(p);
     }
+    pts
+}
+
+/// A 2–3 segment stroke of 2–4 px (at 128 px) width, centred on the anchor,
+/// either bright (polished gouge) or dark (dirt-filled groove).
+fn scratch(size: u32, at: (f32, f32), rng: &mut SplitMix64) -> (Coverage, Paint) {
+    let px = size as f32;
+    let half_width = (px / 100.0).max(1.0) * rng.range(1.0, 1.4);
+    let length = px * rng.range(0.3, 0.5);
+    let pts = scratch_path(at, length, rng);
     let coverage =
         Coverage::from_sdf(size, half_width * 0.8, |x, y| polyline_distance(&pts, x, y) - half_width);
     let paint: Paint = if rng.coin() {

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::canvas::{Canvas, Coverage};
 use super::dataset::{create_dir, write_gray, write_rgb};
-use super::defect::{pick_tint, polyline_distance, two_tone, Ellipse};
+use super::defect::{pick_tint, polyline_distance, scratch_path, two_tone, Ellipse};
 use super::noise::{cos, fbm, mix, scale, sin};
 use super::object::rounded_rect;
 use super::rng::{tag, SplitMix64};
@@ -99,16 +99,7 @@ fn scratch(s: &Shape, level: Level, rng: &mut SplitMix64) -> (Coverage, Paint) {
         Level::Clear => (s.unit * rng.range(1.5, 2.5), s.unit * 256.0 * rng.range(0.3, 0.5)),
         Level::Subtle => (rng.range(0.5, 1.0), s.unit * 256.0 * rng.range(0.15, 0.35)),
     };
-    let segments = 2 + rng.below(2) as usize;
-    let mut angle = rng.range(0.0, TAU);
-    let mut p = (s.at.0 - 0.5 * length * cos(angle), s.at.1 - 0.5 * length * sin(angle));
-    let mut pts = vec![p];
-    for _ in 0..segments {
-        angle += rng.jitter(0.35);
-        let step = length / segments as f32;
-        p = (p.0 + step * cos(angle), p.1 + step * sin(angle));
-        pts.push(p);
-    }
+    let pts = scratch_path(s.at, length, rng);
     let coverage = s.coverage(half_width * 0.8, |x, y| polyline_distance(&pts, x, y) - half_width);
     let bright = rng.coin();
     let paint: Paint = match level {

@@ -35,9 +35,6 @@ pub struct TrainSettings {
     /// Choose the epoch on the validation set built from the held-out images (and stop
     /// early); `None` trains exactly `fit.epochs` epochs.
     pub select: Option<Selection>,
-    /// Once the epoch is chosen, train again on all good images (held-out ones too) for that
-    /// many epochs; the threshold still comes from the first model's held-out scores.
-    pub refit: bool,
     pub sigma: f32,
     /// Fraction of the good images held out (never trained on) to calibrate the threshold.
     pub holdout: f32,
@@ -87,11 +84,6 @@ pub enum TrainEvent {
     Validated {
         record: EpochRecord,
         best: EpochRecord,
-    },
-    /// Training again on all `images` good images for the chosen number of epochs.
-    Refit {
-        images: usize,
-        epochs: usize,
     },
     Calibrating {
         images: usize,
@@ -161,16 +153,9 @@ pub fn train(
     let cache = FeatureCache::extract(&mut backbone_session, &train_set, &norm, |done| {
         on(TrainEvent::Features { done, total })
     })?;
-    let raw_cache = match s.fit.bank_input {
-        BankInput::Normalised => None,
-        BankInput::Unnormalised => {
-            let raw = preprocess::Normalisation { mean: [0.0; 3], std: [1.0; 3] };
-            Some(FeatureCache::extract(&mut backbone_session, &train_set, &raw, |_| {})?)
-        }
-    };
+    let raw_cache = unnormalised_features(&mut backbone_session, &train_set, s.fit.bank_input)?;
     let trainer = Trainer::new(runtime, &cache, raw_cache.as_ref().unwrap_or(&cache), s.fit.clone())?;
     drop(raw_cache);
-    let mut early_threshold = None;
     let (fitted, selected) = match s.select.filter(|_| holdout_set.len() >= 2) {
         Some(selection) => {
             let (images, labels, masks) = select::validation_images(&holdout_set, s.fit.seed);
@@ -187,46 +172,19 @@ pub fn train(
                 })
             };
             let (fitted, selected) = select::fit_selected(trainer, &cache, &val, selection, &mut forward)?;
-            if s.refit && selected.best_epoch > 0 {
-                // Calibrate on the held-out images with the model that never saw them, then
-                // train on everything: the threshold stays out-of-sample.
-                let model = assemble(s, &desc, &norm, &backbone_onnx, &fitted)?;
-                on(TrainEvent::Calibrating { images: holdout_set.len() });
-                early_threshold = Some(calibrate_bundle(runtime, &model, &holdout_set, s)?);
-                let all: Vec<RgbImage> = train_set.iter().chain(&holdout_set).cloned().collect();
-                on(TrainEvent::Refit { images: all.len(), epochs: selected.best_epoch });
-                let refitted = refit(
-                    runtime,
-                    &mut backbone_session,
-                    &all,
-                    s,
-                    selected.best_epoch,
-                    val.into_cache(),
-                    cache,
-                    on,
-                )?;
-                (refitted, Some(selected))
-            } else {
-                (fitted, Some(selected))
-            }
+            (fitted, Some(selected))
         }
         None => (trainer.fit(&cache, |p| on(TrainEvent::Step(p)))?, None),
     };
     drop(backbone_session);
-    let refitted = early_threshold.is_some();
     let mut bundle = assemble(s, &desc, &norm, &backbone_onnx, &fitted)?;
-    bundle.manifest.threshold = match early_threshold {
-        Some(t) => t,
-        None => {
-            on(TrainEvent::Calibrating { images: holdout_set.len() });
-            calibrate_bundle(runtime, &bundle, &holdout_set, s)?
-        }
-    };
+    on(TrainEvent::Calibrating { images: holdout_set.len() });
+    bundle.manifest.threshold = calibrate_bundle(runtime, &bundle, &holdout_set, s)?;
     let final_loss = fitted.epoch_losses.last().copied().unwrap_or(f32::NAN);
     let epochs = fitted.epoch_losses.len();
     bundle.manifest.training = Some(Provenance {
         source: s.inputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
-        images: if refitted { train_set.len() + holdout_set.len() } else { train_set.len() },
+        images: train_set.len(),
         epochs,
         final_loss,
         seed: s.fit.seed,
@@ -236,7 +194,6 @@ pub fn train(
         bank_input: s.fit.bank_input,
         selected_epoch: selected.as_ref().map(|sel| sel.best_epoch),
         validation: selected.as_ref().map(|sel| sel.curve.clone()).unwrap_or_default(),
-        refit: refitted,
     });
     bundle::write(&bundle)?;
     let threshold = bundle.manifest.threshold.as_ref();
@@ -268,31 +225,20 @@ fn assemble(
     Ok(Bundle::assemble(&s.out, manifest, backbone_onnx.to_vec(), weights, bank, Some(fitted.radius))?)
 }
 
-/// Trains a fresh model (same seed) on all good images for `epochs` epochs. The features of
-/// the held-out images are the first ones of the validation cache.
-#[allow(clippy::too_many_arguments)]
-fn refit(
-    runtime: &Runtime,
+/// The features the memory bank is averaged over when it is built from un-normalised images
+/// (pixels in [0, 1], as anomalib does); `None` when it uses the training features themselves.
+fn unnormalised_features(
     backbone: &mut ort::session::Session,
-    all: &[RgbImage],
-    s: &TrainSettings,
-    epochs: usize,
-    validation: FeatureCache,
-    mut cache: FeatureCache,
-    on: &mut dyn FnMut(TrainEvent),
-) -> Result<super::fit::Fitted, TrainError> {
-    let held = all.len() - cache.inputs.len();
-    cache.inputs.extend(validation.inputs.into_iter().take(held));
-    let raw = match s.fit.bank_input {
-        BankInput::Normalised => None,
+    images: &[RgbImage],
+    bank_input: BankInput,
+) -> Result<Option<FeatureCache>, ScoreError> {
+    match bank_input {
+        BankInput::Normalised => Ok(None),
         BankInput::Unnormalised => {
             let raw = preprocess::Normalisation { mean: [0.0; 3], std: [1.0; 3] };
-            Some(FeatureCache::extract(backbone, all, &raw, |_| {})?)
+            FeatureCache::extract(backbone, images, &raw, |_| {}).map(Some)
         }
-    };
-    let fit = FitConfig { epochs, ..s.fit.clone() };
-    let trainer = Trainer::new(runtime, &cache, raw.as_ref().unwrap_or(&cache), fit)?;
-    Ok(trainer.fit(&cache, |p| on(TrainEvent::Step(p)))?)
+    }
 }
 
 fn input_info(s: &TrainSettings, norm: &preprocess::Normalisation) -> InputInfo {

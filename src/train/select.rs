@@ -120,16 +120,6 @@ impl Validation {
         Validation { cache, labels, masks, height, width, blur: GaussianBlur::new(sigma) }
     }
 
-    /// The cached features, in the order of [`validation_images`] (held-out good images first).
-    pub fn into_cache(self) -> FeatureCache {
-        self.cache
-    }
-
-    /// Whether the set has both good and defective images (otherwise there is nothing to rank).
-    pub fn usable(&self) -> bool {
-        self.labels.iter().any(|&l| l) && self.labels.iter().any(|&l| !l)
-    }
-
     /// Scores the set with the trainer's current descriptor.
     pub fn evaluate(
         &self,

@@ -54,7 +54,6 @@ pub fn washer_model() -> &'static Path {
                 ..FitConfig::default()
             },
             select: None,
-            refit: false,
             sigma: 4.0,
             holdout: 0.25,
             calibration: NormalCalibration::default(),
