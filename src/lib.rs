@@ -36,7 +36,7 @@
 //! - [`cfa`]: the algorithm's math (pure functions) and the ONNX graph generator.
 //! - [`model`]: ONNX Runtime, model bundles, the scorer and its thread.
 //! - [`train`], [`eval`], [`synth`]: fitting, metrics, synthetic defect data.
-//! - [`config`], [`source`], [`pipeline`], [`decision`], [`publish`], [`evidence`]: the daemon.
+//! - [`config`] (as written) and [`settings`] (checked and converted, once), [`source`], [`pipeline`], [`decision`], [`publish`], [`evidence`]: the daemon.
 //! - [`cli`]: the command line; `main.rs` only calls it.
 
 pub mod cfa;
@@ -54,6 +54,7 @@ pub mod pipeline;
 pub mod publish;
 pub mod replay;
 pub mod service;
+pub mod settings;
 pub mod source;
 pub mod synth;
 pub mod train;

@@ -3,7 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
-use inspectd::config::{self, from_toml_for_test as parse};
+use inspectd::config::ConfigError;
+use inspectd::model::runtime::Provider;
+use inspectd::settings::Settings;
+
+fn parse(text: &str, file: &Path) -> Result<inspectd::config::Config, ConfigError> {
+    Settings::from_toml(text, file).map(|s| s.config)
+}
 
 fn example() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/inspectd.toml")
@@ -61,11 +67,256 @@ fn environment_overrides_the_file_and_missing_files_are_named() {
     std::fs::copy(example(), &file).unwrap();
     // Only this test sets this variable, and it reads it back through the loader.
     std::env::set_var("INSPECTD__MQTT__PORT", "18883");
-    let c = config::load(&file).unwrap_or_else(|e| panic!("{e}"));
+    let c = Settings::load(&file).unwrap_or_else(|e| panic!("{e}"));
     std::env::remove_var("INSPECTD__MQTT__PORT");
-    assert_eq!(c.mqtt.port, 18883);
-    assert_eq!(c.models["part-a"].batch, 4, "file values survive the overlay");
-    let err = config::load(&dir.join("absent.toml")).unwrap_err().to_string();
+    assert_eq!(c.config.mqtt.port, 18883);
+    assert_eq!(c.mqtt.broker, "127.0.0.1:18883", "the client settings use the override");
+    assert_eq!(c.models["part-a"].max_batch.get(), 4, "file values survive the overlay");
+    let err = Settings::load(&dir.join("absent.toml")).unwrap_err().to_string();
     assert!(err.contains("absent.toml") && err.contains("not found"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A small valid config; tests change one line of it.
+const BASE: &str = r#"
+[node]
+id = "n1"
+shutdown_deadline_s = 5.0
+readiness_timeout_s = 30.0
+[runtime]
+providers = ["cpu"]
+[mqtt]
+port = 1883
+keep_alive_s = 15
+status_interval_s = 10.0
+[http]
+bind = "127.0.0.1:9898"
+[models.m]
+path = "/nonexistent/model"
+batch = 4
+max_wait_ms = 20
+[cameras.c]
+model = "m"
+queue = 4
+[cameras.c.source]
+kind = "test"
+[cameras.c.alarm]
+k = 3
+n = 5
+[cameras.c.evidence]
+min_interval_s = 5.0
+"#;
+
+fn keys(err: &ConfigError) -> Vec<&str> {
+    err.problems.iter().map(|p| p.key.as_str()).collect()
+}
+
+/// Sets `key` in `[section]`: replaces its line there, or adds one under the header.
+fn with(text: &str, section: &str, key: &str, value: &str) -> String {
+    let header = format!("[{section}]");
+    let mut out = Vec::new();
+    let (mut inside, mut done) = (false, false);
+    for line in text.lines() {
+        if line.starts_with('[') {
+            inside = line == header;
+            out.push(line.to_string());
+            if inside && !text_has_key(text, &header, key) {
+                out.push(format!("{key} = {value}"));
+                done = true;
+            }
+            continue;
+        }
+        if inside && !done && line.starts_with(&format!("{key} =")) {
+            out.push(format!("{key} = {value}"));
+            done = true;
+        } else {
+            out.push(line.to_string());
+        }
+    }
+    assert!(done, "no [{section}] in the config");
+    out.join("\n")
+}
+
+/// Whether `[header]`'s own lines set `key`.
+fn text_has_key(text: &str, header: &str, key: &str) -> bool {
+    let Some(at) = text.find(&format!("{header}\n")) else { return false };
+    text[at + header.len()..]
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.starts_with('['))
+        .any(|l| l.starts_with(&format!("{key} =")))
+}
+
+#[test]
+fn the_base_config_converts() {
+    let s = Settings::from_toml(BASE, Path::new("base.toml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.node.shutdown_deadline, std::time::Duration::from_secs(5));
+    assert_eq!(s.cameras["c"].evidence_interval, std::time::Duration::from_secs(5));
+}
+
+#[test]
+fn required_providers_are_in_the_try_list() {
+    // Finding 1: `required_providers = ["cuda"]` with the default `providers = ["cpu"]` must
+    // try CUDA (and fail without it), not silently run on the CPU.
+    let text = with(BASE, "runtime", "required_providers", r#"["cuda"]"#);
+    let s = Settings::from_toml(&text, Path::new("c.toml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.runtime.providers, vec![Provider::Cuda, Provider::Cpu]);
+    assert_eq!(s.runtime.required, vec![Provider::Cuda]);
+}
+
+#[test]
+fn bad_numbers_are_problems_not_panics() {
+    // Finding 2: each of these used to pass validation (and panic or fail later in `run`).
+    let cases = [
+        ("node", "readiness_timeout_s", "-1.0", "node.readiness_timeout_s"),
+        ("node", "shutdown_deadline_s", "nan", "node.shutdown_deadline_s"),
+        ("node", "readiness_timeout_s", "inf", "node.readiness_timeout_s"),
+        ("mqtt", "status_interval_s", "-inf", "mqtt.status_interval_s"),
+        ("mqtt", "keep_alive_s", "0", "mqtt.keep_alive_s"),
+        ("mqtt", "password", r#""secret""#, "mqtt.password"),
+        ("cameras.c.evidence", "min_interval_s", "1e300", "cameras.c.evidence.min_interval_s"),
+        ("cameras.c", "threshold", "nan", "cameras.c.threshold"),
+        ("models.m", "batch", "0", "models.m.batch"),
+        ("cameras.c", "queue", "0", "cameras.c.queue"),
+    ];
+    let mut all = BASE.to_string();
+    for (section, key, value, named) in cases {
+        let text = with(BASE, section, key, value);
+        let err = Settings::from_toml(&text, Path::new("c.toml")).expect_err(named);
+        assert_eq!(keys(&err), vec![named], "{section}.{key} = {value}: {err}");
+        all = with(&all, section, key, value);
+    }
+    // All of them at once: every one is reported, each once.
+    let err = Settings::from_toml(&all, Path::new("c.toml")).expect_err("all bad");
+    let mut found = keys(&err);
+    found.sort();
+    let mut expected: Vec<&str> = cases.iter().map(|c| c.3).collect();
+    expected.sort();
+    expected.dedup();
+    assert_eq!(found, expected, "{err}");
+}
+
+#[test]
+fn a_type_error_does_not_hide_an_unknown_key_in_the_same_section() {
+    let text = with(&with(BASE, "mqtt", "port", r#""not a number""#), "mqtt", "hots", r#""typo""#);
+    let text = with(&text, "node", "shutdown_deadline_s", r#""soon""#);
+    let text = with(&text, "cameras.c.alarm", "k", "-3");
+    let text = with(&text, "cameras.c.alarm", "z", "1");
+    let err = Settings::from_toml(&text, Path::new("c.toml")).expect_err("bad");
+    let mut found = keys(&err);
+    found.sort();
+    assert_eq!(
+        found,
+        vec!["cameras.c.alarm.k", "cameras.c.alarm.z", "mqtt.hots", "mqtt.port", "node.shutdown_deadline_s"],
+        "{err}"
+    );
+}
+
+/// SplitMix64, so the generated configs are the same on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[(self.next() % items.len() as u64) as usize]
+    }
+}
+
+#[test]
+fn generated_configs_are_accepted_or_rejected_with_a_named_key() {
+    let keys_to_mutate = [
+        ("node", "id"),
+        ("node", "shutdown_deadline_s"),
+        ("node", "readiness_timeout_s"),
+        ("runtime", "providers"),
+        ("runtime", "required_providers"),
+        ("runtime", "threads"),
+        ("mqtt", "host"),
+        ("mqtt", "port"),
+        ("mqtt", "prefix"),
+        ("mqtt", "client_id"),
+        ("mqtt", "keep_alive_s"),
+        ("mqtt", "username"),
+        ("mqtt", "password"),
+        ("mqtt", "status_interval_s"),
+        ("mqtt", "outbox_max_alarms"),
+        ("http", "bind"),
+        ("models.m", "batch"),
+        ("models.m", "max_wait_ms"),
+        ("cameras.c", "queue"),
+        ("cameras.c", "threshold"),
+        ("cameras.c", "enabled"),
+        ("cameras.c.alarm", "k"),
+        ("cameras.c.alarm", "n"),
+        ("cameras.c.alarm", "clear_after"),
+        ("cameras.c.evidence", "min_interval_s"),
+        ("cameras.c.source", "fps"),
+        ("cameras.c.source", "width"),
+        ("cameras.c.source", "pattern"),
+    ];
+    let values = [
+        "0",
+        "1",
+        "-1",
+        "3",
+        "65536",
+        "9223372036854775807",
+        "-9223372036854775808",
+        "0.5",
+        "-0.0",
+        "1e308",
+        "-1e308",
+        "nan",
+        "inf",
+        "-inf",
+        r#""""#,
+        r#""x""#,
+        r#""a/b""#,
+        r#""+""#,
+        r#""127.0.0.1:1""#,
+        "true",
+        "[]",
+        r#"["cuda"]"#,
+        r#"["gpu"]"#,
+        "{}",
+    ];
+    let mut rng = Rng(7);
+    let (mut accepted, mut rejected) = (0, 0);
+    for round in 0..3000 {
+        let mut text = BASE.to_string();
+        let mut changed = Vec::new();
+        for _ in 0..1 + rng.next() % 3 {
+            let (section, key) = keys_to_mutate[(rng.next() % keys_to_mutate.len() as u64) as usize];
+            let value = rng.pick(&values);
+            text = with(&text, section, key, value);
+            changed.push(format!("{section}.{key}"));
+        }
+        let outcome = std::panic::catch_unwind(|| Settings::from_toml(&text, Path::new("gen.toml")));
+        let result = outcome.unwrap_or_else(|_| panic!("round {round} panicked on:\n{text}"));
+        match result {
+            Ok(_) => accepted += 1,
+            Err(err) => {
+                rejected += 1;
+                assert!(!err.problems.is_empty(), "round {round}: an error without problems");
+                for p in &err.problems {
+                    // Each problem names a changed key, one of its parents (a table with a
+                    // cross-field rule) or, for a disabled camera, the cameras table.
+                    let related =
+                        changed.iter().any(|c| c == &p.key || c.starts_with(&format!("{}.", p.key)))
+                            || p.key == "cameras";
+                    assert!(related, "round {round}: problem {p:?} names no changed key {changed:?}\n{text}");
+                    assert!(!p.message.is_empty());
+                }
+            }
+        }
+    }
+    // Both outcomes must be common, or the generator tests nothing.
+    assert!(accepted > 100 && rejected > 1000, "accepted {accepted}, rejected {rejected}");
 }

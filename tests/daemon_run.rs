@@ -415,3 +415,32 @@ clear_after = 3
     );
     assert_eq!(tokio::task::block_in_place(|| second.signal_and_wait("TERM", 10 * SECOND)), Some(0));
 }
+
+/// `runtime.required_providers = ["cuda"]` with the default `providers = ["cpu"]` on a machine
+/// without CUDA: the daemon must try CUDA, fail, and exit 78 naming it, never run on the CPU.
+#[test]
+fn a_required_provider_that_is_missing_stops_the_daemon() {
+    let dir = TestDir::new("daemon-required-provider");
+    let config = format!(
+        r#"{head}
+[runtime]
+required_providers = ["cuda"]
+
+[cameras.cam]
+model = "washer"
+[cameras.cam.source]
+kind = "test"
+fps = 5
+width = 128
+height = 128
+"#,
+        // No broker is needed: the daemon must stop before it publishes anything.
+        head = config_head("required", &dir.0, 1)
+    );
+    let mut daemon = Daemon::start(&dir.0, "required", &config);
+    let code = daemon.signal_and_wait("0", 60 * SECOND);
+    let log = strip_ansi(&daemon.log());
+    assert_eq!(code, Some(78), "exit 78 (configuration), log:\n{log}");
+    assert!(log.contains("'cuda' is required"), "the error names the provider:\n{log}");
+    assert!(!log.contains("inspectd running"), "it never runs without its provider:\n{log}");
+}

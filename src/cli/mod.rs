@@ -83,19 +83,12 @@ fn parse_provider(s: &str) -> Result<Provider, String> {
 
 impl RuntimeArgs {
     pub fn settings(&self) -> RuntimeSettings {
-        let mut providers = self.providers.clone();
-        // A required provider that is not listed would never be tried; list it first.
-        for p in self.require_provider.iter().rev() {
-            if !providers.contains(p) {
-                providers.insert(0, *p);
-            }
-        }
-        RuntimeSettings {
-            library: self.ort_library.clone(),
-            providers,
-            required: self.require_provider.clone(),
-            intra_threads: self.threads,
-        }
+        RuntimeSettings::new(
+            self.ort_library.clone(),
+            self.providers.clone(),
+            self.require_provider.clone(),
+            self.threads,
+        )
     }
 }
 

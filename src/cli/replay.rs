@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::RuntimeArgs;
 use crate::config::types::AlarmConfig;
-use crate::config::{self, Config};
+use crate::config::Config;
 use crate::evidence::{EvidenceFormat, EvidenceStore};
 use crate::model::bundle::Bundle;
 use crate::model::runtime::Runtime;
@@ -21,6 +21,7 @@ use crate::publish::MqttPublisher;
 use crate::replay::input::{expand, Bound, Selection};
 use crate::replay::output::{read_labels, Format, LineWriter};
 use crate::replay::{replay, Pace, ReplaySettings, ReplaySummary};
+use crate::settings::Settings;
 
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
@@ -83,7 +84,7 @@ pub struct ReplayArgs {
 pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.every >= 1 && args.batch >= 1, "--every and --batch must be at least 1");
     let config = match &args.config {
-        Some(file) => Some(config::load(file)?),
+        Some(file) => Some(Settings::load(file)?.config),
         None => None,
     };
     let inputs = expand(&args.inputs)?;

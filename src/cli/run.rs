@@ -8,9 +8,9 @@ use clap::Args;
 use tracing::{info, warn};
 
 use super::EXIT_CONFIG;
-use crate::config::{self, Config};
 use crate::model::bundle::Bundle;
 use crate::service::daemon::{self, Control};
+use crate::settings::Settings;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -20,20 +20,20 @@ pub struct RunArgs {
 }
 
 /// Loads the config, printing every problem and returning exit code 78 on failure.
-fn load(file: &std::path::Path) -> Result<Config, ExitCode> {
-    config::load(file).map_err(|e| {
+fn load(file: &std::path::Path) -> Result<Settings, ExitCode> {
+    Settings::load(file).map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::from(EXIT_CONFIG)
     })
 }
 
 pub fn check(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let config = match load(&args.config) {
+    let settings = match load(&args.config) {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
     let mut bad = 0;
-    for (name, m) in &config.models {
+    for (name, m) in &settings.models {
         match Bundle::load(&m.path) {
             Ok(b) => eprintln!(
                 "model {name}: {} ({}), threshold {:?}",
@@ -50,13 +50,13 @@ pub fn check(args: RunArgs) -> anyhow::Result<ExitCode> {
     if bad > 0 {
         return Ok(ExitCode::from(EXIT_CONFIG));
     }
-    let enabled = config.cameras.values().filter(|c| c.enabled).count();
-    println!("{}: OK ({} models, {enabled} cameras enabled)", args.config.display(), config.models.len());
+    let enabled = settings.cameras.len();
+    println!("{}: OK ({} models, {enabled} cameras enabled)", args.config.display(), settings.models.len());
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let config = match load(&args.config) {
+    let settings = match load(&args.config) {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
@@ -69,7 +69,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let file = args.config.clone();
     let result = rt.block_on(async move {
         tokio::spawn(signals(control_tx));
-        daemon::run(config, file, control_rx).await
+        daemon::run(settings, file, control_rx).await
     });
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {

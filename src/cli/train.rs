@@ -175,7 +175,7 @@ impl TrainArgs {
 
     fn live(&self) -> anyhow::Result<Option<LiveCapture>> {
         let (Some(file), Some(id)) = (&self.config, &self.camera) else { return Ok(None) };
-        let config = crate::config::load(file)?;
+        let config = crate::settings::Settings::load(file)?.config;
         let cam = config
             .cameras
             .get(id)

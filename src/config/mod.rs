@@ -1,11 +1,12 @@
-//! Configuration: typed, validated once at load (design.md §4).
+//! Configuration as written (design.md §4).
 //!
-//! [`load`] reads the TOML file, overlays `INSPECTD__SECTION__KEY` environment variables,
-//! and reports every problem at once, each with its key and the file.
+//! [`parse`] reads the TOML file, overlays `INSPECTD__SECTION__KEY` environment variables,
+//! and reports every structural problem at once, each with its key and the file;
+//! `crate::settings::Settings` then checks the values and converts them, once.
 
 pub mod load;
 pub mod types;
 pub mod validate;
 
-pub use load::{from_toml as from_toml_for_test, load, ConfigError, Problem};
+pub use load::{parse, parse_toml, ConfigError, Parsed, Problem};
 pub use types::*;

@@ -1,5 +1,6 @@
 //! Checks that need more than one field: references between sections, names that become
 //! MQTT topic segments, files that must exist. Every problem is collected, not just the first.
+//! Numbers are checked where `crate::settings` converts them.
 
 use std::net::SocketAddr;
 
@@ -16,9 +17,6 @@ pub fn is_valid_id(id: &str) -> bool {
 pub fn validate(c: &Config) -> Vec<Problem> {
     let mut p = Vec::new();
     check_id(&mut p, "node.id", &c.node.id);
-    if c.node.shutdown_deadline_s <= 0.0 {
-        p.push(Problem::new("node.shutdown_deadline_s", "must be positive"));
-    }
     runtime(&mut p, &c.runtime);
     mqtt(&mut p, &c.mqtt);
     evidence(&mut p, &c.evidence);
@@ -28,11 +26,8 @@ pub fn validate(c: &Config) -> Vec<Problem> {
             format!("'{}' is not host:port (e.g. 127.0.0.1:9898), or \"\" to disable", c.http.bind),
         ));
     }
-    for (name, m) in &c.models {
+    for name in c.models.keys() {
         check_id(&mut p, &format!("models.{name}"), name);
-        if m.batch == 0 || m.batch > 64 {
-            p.push(Problem::new(format!("models.{name}.batch"), "must be 1..=64"));
-        }
     }
     if c.cameras.values().all(|cam| !cam.enabled) {
         p.push(Problem::new("cameras", "no enabled camera: nothing to inspect"));
@@ -83,36 +78,14 @@ fn mqtt(p: &mut Vec<Problem>, m: &MqttConfig) {
     if !m.prefix.split('/').all(is_valid_id) {
         p.push(Problem::new("mqtt.prefix", "topic segments may hold letters, digits, '-' and '_' only"));
     }
-    if m.results.qos > 2 {
-        p.push(Problem::new("mqtt.results.qos", "must be 0, 1 or 2"));
-    }
     if m.results.every == 0 {
         p.push(Problem::new("mqtt.results.every", "must be at least 1"));
     }
     if m.password.is_some() && m.password_file.is_some() {
         p.push(Problem::new("mqtt.password", "set either password or password_file, not both"));
     }
-    let files =
-        [("mqtt.password_file", m.password_file.as_ref())].into_iter().chain(m.tls.iter().flat_map(|t| {
-            [
-                ("mqtt.tls.ca", Some(&t.ca)),
-                ("mqtt.tls.cert", t.cert.as_ref()),
-                ("mqtt.tls.key", t.key.as_ref()),
-            ]
-        }));
-    for (key, file) in files {
-        if let Some(f) = file.filter(|f| !f.is_file()) {
-            p.push(Problem::new(key, format!("{} does not exist", f.display())));
-        }
-    }
-    if let Some(t) = &m.tls {
-        if t.cert.is_some() != t.key.is_some() {
-            p.push(Problem::new("mqtt.tls", "client cert and key go together: set both or neither"));
-        }
-    }
-    if m.outbox_max_alarms == 0 {
-        p.push(Problem::new("mqtt.outbox_max_alarms", "must be at least 1"));
-    }
+    // Keep-alive, QoS, login, TLS files and the outbox size are checked where the client
+    // settings are built from them (publish::options), so the two cannot disagree.
 }
 
 fn evidence(p: &mut Vec<Problem>, e: &EvidenceConfig) {
@@ -137,9 +110,6 @@ fn camera(p: &mut Vec<Problem>, c: &Config, id: &str, cam: &CameraConfig) {
     }
     if a.clear_after == 0 {
         p.push(Problem::new(key("alarm.clear_after"), "must be at least 1"));
-    }
-    if cam.queue == 0 {
-        p.push(Problem::new(key("queue"), "must be at least 1"));
     }
     if let Some(roi) = cam.roi {
         if roi.width == 0 || roi.height == 0 {

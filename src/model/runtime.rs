@@ -90,6 +90,24 @@ pub struct RuntimeSettings {
     pub intra_threads: usize,
 }
 
+impl RuntimeSettings {
+    /// Settings that try every required provider: one missing from `providers` is tried
+    /// first, because a provider that is never tried can never fail.
+    pub fn new(
+        library: Option<PathBuf>,
+        mut providers: Vec<Provider>,
+        required: Vec<Provider>,
+        intra_threads: usize,
+    ) -> RuntimeSettings {
+        for p in required.iter().rev() {
+            if !providers.contains(p) {
+                providers.insert(0, *p);
+            }
+        }
+        RuntimeSettings { library, providers, required, intra_threads }
+    }
+}
+
 impl Default for RuntimeSettings {
     fn default() -> Self {
         RuntimeSettings {

@@ -48,6 +48,19 @@ pub enum PublishError {
 }
 
 impl PublishError {
+    /// The config key a configuration error is about (`mqtt.keep_alive_s`), if it is one.
+    pub fn config_key(&self) -> Option<String> {
+        match self {
+            PublishError::InvalidTopic { what, .. } if what.contains('.') => Some(what.to_string()),
+            PublishError::PasswordFile { .. } => Some("mqtt.password_file".into()),
+            PublishError::PasswordWithoutUsername => Some("mqtt.password".into()),
+            PublishError::TlsFile { key, .. } => Some(format!("mqtt.tls.{key}")),
+            PublishError::Tls(_) => Some("mqtt.tls".into()),
+            PublishError::Config { key, .. } => Some(format!("mqtt.{key}")),
+            _ => None,
+        }
+    }
+
     /// True when the same call may succeed later (the outbox drains or the disk recovers);
     /// false for configuration and programming errors, which need a fix.
     pub fn is_transient(&self) -> bool {

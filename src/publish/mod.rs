@@ -28,7 +28,7 @@ pub mod error;
 mod link;
 pub mod messages;
 pub mod mqtt;
-mod options;
+pub mod options;
 pub mod outbox;
 mod poll_loop;
 mod publish_loop;
@@ -45,5 +45,6 @@ pub use messages::{
     NodeStatus, ResultMessage,
 };
 pub use mqtt::{MqttPublisher, PublishHandle};
+pub use options::MqttSettings;
 pub use outbox::{Outbox, OutboxError};
 pub use stats::PublishStats;

@@ -29,7 +29,7 @@ use crate::publish::link::Link;
 use crate::publish::messages::{
     self, AlarmMessage, AlarmState, CameraStatus, NodeState, NodeStatus, ResultMessage,
 };
-use crate::publish::options::{ClientSettings, MAX_PACKET_BYTES, REQUEST_CAPACITY};
+use crate::publish::options::{MqttSettings, MAX_PACKET_BYTES, REQUEST_CAPACITY};
 use crate::publish::outbox::Outbox;
 use crate::publish::poll_loop::PollLoop;
 use crate::publish::publish_loop::{PublishLoop, ResultRequest};
@@ -123,12 +123,21 @@ impl MqttPublisher {
         node: &NodeConfig,
         outbox_dir: &Path,
     ) -> Result<(MqttPublisher, AckStream), PublishError> {
+        let settings = MqttSettings::new(cfg, node).map_err(|mut errors| errors.remove(0))?;
+        MqttPublisher::start_with(&settings, outbox_dir)
+    }
+
+    /// [`MqttPublisher::start`] with settings already converted (the daemon's path).
+    pub fn start_with(
+        settings: &MqttSettings,
+        outbox_dir: &Path,
+    ) -> Result<(MqttPublisher, AckStream), PublishError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| PublishError::NoRuntime)?;
-        let topics = Topics::new(&cfg.prefix, &node.id)?;
+        let topics = settings.topics.clone();
         let statuses = NodeStatuses::new(&topics)?;
         let will = LastWill::new(topics.node_status(), statuses.offline.clone(), QoS::AtLeastOnce, true);
-        let settings = ClientSettings::new(cfg, node, will)?;
-        let outbox = Outbox::open(outbox_dir, cfg.outbox_max_alarms)?;
+        let options = settings.options_with_will(will);
+        let outbox = Outbox::open(outbox_dir, settings.outbox_max_alarms)?;
 
         let (results_tx, results_rx) = mpsc::channel(RESULT_QUEUE);
         let (acks_tx, acks_rx) = mpsc::channel(ACK_QUEUE);
@@ -141,13 +150,13 @@ impl MqttPublisher {
             results: results_tx,
             counters: Arc::default(),
         });
-        let (client, mut eventloop) = AsyncClient::new(settings.options, REQUEST_CAPACITY);
+        let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
         let mut network = eventloop.network_options();
         network.set_connection_timeout(settings.connect_timeout_s);
         eventloop.set_network_options(network);
 
         let cancel = CancellationToken::new();
-        let poll = shared.poll_loop(eventloop, acks_tx, cancel.clone(), format!("{}:{}", cfg.host, cfg.port));
+        let poll = shared.poll_loop(eventloop, acks_tx, cancel.clone(), settings.broker.clone());
         let publish = shared.publish_loop(client, results_rx, shutdown_rx, statuses, settings.result_qos);
         let tasks = Tasks {
             poll: Some(runtime.spawn(poll.run())),

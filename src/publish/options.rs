@@ -1,5 +1,5 @@
 //! `[mqtt]` turned once into ready-to-use client settings: rumqttc options (client id, login,
-//! TLS, last will, limits) and the QoS of results. Everything that can be wrong in the config
+//! TLS, limits), topics and the QoS of results. Everything that can be wrong in the config
 //! fails here, at start, with the key named.
 //!
 //! Session choice: clean session. The durable outbox, not the broker session, is what makes
@@ -16,6 +16,7 @@ use crate::config::{MqttConfig, NodeConfig};
 use crate::publish::credentials::Credentials;
 use crate::publish::error::PublishError;
 use crate::publish::tls;
+use crate::publish::topics::Topics;
 
 /// Largest packet sent or accepted. A result with many regions is a few KiB; the limit is
 /// checked before publishing, because rumqttc drops the connection on an oversized packet.
@@ -28,39 +29,106 @@ pub(crate) const REQUEST_CAPACITY: usize = 64;
 /// Seconds to set up TCP (and TLS) and get a CONNACK before the attempt counts as failed.
 const CONNECT_TIMEOUT_S: u64 = 10;
 
-/// Client settings derived from `[mqtt]` and `[node]`.
-pub(crate) struct ClientSettings {
+/// Everything `[mqtt]` and `[node]` say about the connection, converted once: rumqttc options
+/// (without the last will, which carries the start time), topics, result QoS, outbox size.
+#[derive(Clone)]
+pub struct MqttSettings {
     pub options: MqttOptions,
     pub connect_timeout_s: u64,
     pub result_qos: QoS,
+    pub topics: Topics,
+    pub outbox_max_alarms: usize,
+    /// `host:port`, for log lines.
+    pub broker: String,
 }
 
-impl ClientSettings {
-    /// `will` is the retained offline status the broker publishes if the connection dies.
-    pub fn new(cfg: &MqttConfig, node: &NodeConfig, will: LastWill) -> Result<ClientSettings, PublishError> {
+impl std::fmt::Debug for MqttSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The options hold the password; show only what identifies the connection.
+        f.debug_struct("MqttSettings")
+            .field("broker", &self.broker)
+            .field("client_id", &self.options.client_id())
+            .field("result_qos", &self.result_qos)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MqttSettings {
+    /// Converts the config, reporting every problem (each error names its key).
+    pub fn new(cfg: &MqttConfig, node: &NodeConfig) -> Result<MqttSettings, Vec<PublishError>> {
+        let mut problems = Vec::new();
+        let mut ok = Collect(&mut problems);
         let client_id = cfg.client_id.clone().unwrap_or_else(|| format!("inspectd-{}", node.id));
-        if client_id.is_empty() {
-            return Err(config_err("client_id", "must not be empty".into()));
+        ok.take(if client_id.is_empty() {
+            Err(config_err("client_id", "must not be empty".into()))
+        } else {
+            Ok(())
+        });
+        let topics = ok.take(Topics::new(&cfg.prefix, &node.id));
+        let keep_alive = ok.take(keep_alive(cfg.keep_alive_s));
+        let credentials = ok.take(Credentials::from_config(cfg));
+        let transport = match &cfg.tls {
+            Some(tls_cfg) => {
+                ok.take(tls::client_config(tls_cfg)).map(|c| Some(Transport::tls_with_config(c.into())))
+            }
+            None => Some(None),
+        };
+        let result_qos = ok.take(qos(cfg.results.qos));
+        let outbox = ok.take(match cfg.outbox_max_alarms {
+            0 => Err(config_err("outbox_max_alarms", "must be at least 1".into())),
+            n => Ok(n),
+        });
+        let (
+            Some(topics),
+            Some(keep_alive),
+            Some(credentials),
+            Some(transport),
+            Some(result_qos),
+            Some(outbox),
+        ) = (topics, keep_alive, credentials, transport, result_qos, outbox)
+        else {
+            return Err(problems);
+        };
+        if !problems.is_empty() {
+            return Err(problems);
         }
         let mut options = MqttOptions::new(client_id, cfg.host.clone(), cfg.port);
         options
-            .set_keep_alive(keep_alive(cfg.keep_alive_s)?)
+            .set_keep_alive(keep_alive)
             .set_clean_session(true)
-            .set_last_will(will)
             .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES)
             .set_request_channel_capacity(REQUEST_CAPACITY);
-        if let Some(creds) = Credentials::from_config(cfg)? {
+        if let Some(creds) = credentials {
             options.set_credentials(creds.username, creds.password.expose());
         }
-        if let Some(tls_cfg) = &cfg.tls {
-            let client_config = tls::client_config(tls_cfg)?;
-            options.set_transport(Transport::tls_with_config(client_config.into()));
+        if let Some(transport) = transport {
+            options.set_transport(transport);
         }
-        Ok(ClientSettings {
+        Ok(MqttSettings {
             options,
             connect_timeout_s: CONNECT_TIMEOUT_S,
-            result_qos: qos(cfg.results.qos)?,
+            result_qos,
+            topics,
+            outbox_max_alarms: outbox,
+            broker: format!("{}:{}", cfg.host, cfg.port),
         })
+    }
+
+    /// The client options with `will`, the retained offline status the broker publishes if
+    /// the connection dies.
+    pub fn options_with_will(&self, will: LastWill) -> MqttOptions {
+        let mut options = self.options.clone();
+        options.set_last_will(will);
+        options
+    }
+}
+
+/// Keeps the error of a conversion and goes on, so that every problem is reported at once.
+struct Collect<'a>(&'a mut Vec<PublishError>);
+
+impl Collect<'_> {
+    fn take<T>(&mut self, r: Result<T, PublishError>) -> Option<T> {
+        r.map_err(|e| self.0.push(e)).ok()
     }
 }
 
@@ -106,11 +174,12 @@ mod tests {
 
     #[test]
     fn defaults_give_a_clean_session_with_the_node_client_id_and_a_retained_will() {
-        let settings = ClientSettings::new(&MqttConfig::default(), &node(), will()).expect("valid");
-        assert_eq!(settings.options.client_id(), "inspectd-station-1");
-        assert!(settings.options.clean_session());
-        assert_eq!(settings.options.keep_alive(), Duration::from_secs(15));
-        let will = settings.options.last_will().expect("will");
+        let settings = MqttSettings::new(&MqttConfig::default(), &node()).expect("valid");
+        let options = settings.options_with_will(will());
+        assert_eq!(options.client_id(), "inspectd-station-1");
+        assert!(options.clean_session());
+        assert_eq!(options.keep_alive(), Duration::from_secs(15));
+        let will = options.last_will().expect("will");
         assert!(will.retain && will.qos == QoS::AtLeastOnce);
         assert_eq!(settings.result_qos, QoS::AtMostOnce);
         assert_eq!(settings.options.credentials(), None);
@@ -122,17 +191,20 @@ mod tests {
             results: crate::config::ResultPolicy { qos: 3, ..Default::default() },
             ..Default::default()
         };
-        let err = ClientSettings::new(&bad_qos, &node(), will()).err().expect("qos 3");
-        assert!(err.to_string().contains("mqtt.results.qos"), "{err}");
-        let no_pings = MqttConfig { keep_alive_s: 0, ..Default::default() };
-        let err = ClientSettings::new(&no_pings, &node(), will()).err().expect("keep-alive 0");
-        assert!(err.to_string().contains("mqtt.keep_alive_s"), "{err}");
+        let shown =
+            |errs: Vec<PublishError>| errs.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+        let err = shown(MqttSettings::new(&bad_qos, &node()).expect_err("qos 3"));
+        assert!(err.contains("mqtt.results.qos"), "{err}");
+        // Every problem at once, not just the first.
+        let no_pings = MqttConfig { keep_alive_s: 0, password: Some("p".into()), ..Default::default() };
+        let err = shown(MqttSettings::new(&no_pings, &node()).expect_err("keep-alive 0"));
+        assert!(err.contains("mqtt.keep_alive_s") && err.contains("mqtt.username is not"), "{err}");
     }
 
     #[test]
     fn credentials_reach_the_connect_packet() {
         let cfg = MqttConfig { username: Some("u".into()), password: Some("p".into()), ..Default::default() };
-        let settings = ClientSettings::new(&cfg, &node(), will()).expect("valid");
+        let settings = MqttSettings::new(&cfg, &node()).expect("valid");
         let login = settings.options.credentials().expect("login");
         assert_eq!((login.username.as_str(), login.password.as_str()), ("u", "p"));
     }

@@ -21,17 +21,18 @@ use super::metrics::Metrics;
 use super::notify::Notifier;
 use super::status::{report_camera_status, CameraStatusFeed};
 use super::watchdog::run_notifier;
-use crate::config::types::{CameraConfig, Config, ModelConfig};
+use crate::config::types::CameraConfig;
 use crate::decision::CameraDecision;
 use crate::evidence::{EvidenceLimiter, EvidenceStore};
 use crate::model::bundle::{Bundle, BundleError};
-use crate::model::runtime::{Provider, Runtime, RuntimeError, RuntimeSettings};
+use crate::model::runtime::{Runtime, RuntimeError};
 use crate::model::scorer::{ScoreError, Scorer};
 use crate::pipeline::decide::{CameraOutputs, DecisionInput, DecisionStage, DecisionStats};
 use crate::pipeline::edge::{edge_with_signal, EdgeReceiver, Signal};
 use crate::pipeline::frame::Frame;
 use crate::pipeline::scoring::{Batching, ModelIdentity, ScoringStage, ScoringStats, SwapSlot};
 use crate::publish::{AckStream, MqttPublisher, PublishError};
+use crate::settings::{CameraSettings, ModelSettings, Settings};
 use crate::source::{self, SourceSettings, SourceStatus};
 
 /// Threads of one stage.
@@ -99,7 +100,7 @@ pub(crate) struct ModelSlot {
 
 /// Everything running, for reloads and the shutdown sequence.
 pub(crate) struct Running {
-    pub config: Config,
+    pub settings: Settings,
     pub models: HashMap<String, ModelSlot>,
     /// Reloads retune decisions through the decision thread's own channel.
     pub decide_tx: SyncSender<DecisionInput>,
@@ -125,28 +126,27 @@ pub enum Control {
 /// Runs the daemon until a [`Control::Shutdown`] arrives (or the control channel closes).
 /// `config_file` is re-read on [`Control::Reload`].
 pub async fn run(
-    config: Config,
+    settings: Settings,
     config_file: PathBuf,
     mut control: mpsc::Receiver<Control>,
 ) -> Result<(), DaemonError> {
     let started = Instant::now();
-    let mut svc = Service::start(&config).await?;
-    let runtime = Runtime::init(runtime_settings(&config))?;
-    let models = load_models(&runtime, &config.models).await?;
+    let mut svc = Service::start(&settings).await?;
+    let runtime = Runtime::init(settings.runtime.clone())?;
+    let models = load_models(&runtime, &settings.models).await?;
     let (publisher, acks) =
-        MqttPublisher::start(&config.mqtt, &config.node, &config.node.state_dir.join("outbox"))?;
+        MqttPublisher::start_with(&settings.mqtt, &settings.node.state_dir.join("outbox"))?;
     svc.board.set_publisher(publisher.handle());
-    let mut running = start(config, models, &publisher, acks, &svc)?;
+    let mut running = start(settings, models, &publisher, acks, &svc)?;
     svc.board.set_models_loaded(true);
     info!(elapsed_ms = started.elapsed().as_millis() as u64, "inspectd running.");
     while let Some(Control::Reload) = control.recv().await {
         reload(&config_file, &mut running, &runtime, &svc).await;
     }
-    let config = running.config.clone();
     info!("Shutting down: stopping sources, draining frames in flight.");
     svc.board.set_stopping();
     svc.stop_notifier().await;
-    let deadline = Instant::now() + Duration::from_secs_f64(config.node.shutdown_deadline_s);
+    let deadline = Instant::now() + running.settings.node.shutdown_deadline;
     drain(running, deadline).await;
     publisher
         .shutdown(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(500)))
@@ -168,8 +168,8 @@ async fn reload(config_file: &std::path::Path, running: &mut Running, runtime: &
             let _ = svc.notifier.status(&format!("reload refused: {e}"));
         }
     }
-    for (id, cam) in running.config.cameras.iter().filter(|(_, c)| c.enabled) {
-        svc.metrics.set_model(id, &running.models[&cam.model].identity);
+    for (id, cam) in &running.settings.cameras {
+        svc.metrics.set_model(id, &running.models[&cam.config.model].identity);
     }
     let _ = svc.notifier.ready();
 }
@@ -188,7 +188,7 @@ pub(crate) struct Service {
 impl Service {
     /// Starts the HTTP endpoint first, so /healthz answers while models load, then the
     /// notifier, which sends READY=1 once the board says everything is up.
-    async fn start(config: &Config) -> Result<Service, DaemonError> {
+    async fn start(settings: &Settings) -> Result<Service, DaemonError> {
         let notifier = Notifier::from_env().unwrap_or_else(|e| {
             warn!("systemd notification unavailable: {e}");
             Notifier::default()
@@ -196,14 +196,14 @@ impl Service {
         let board = HealthBoard::new();
         let metrics = Arc::new(Metrics::new());
         let http_cancel = CancellationToken::new();
-        let server = HealthServer::bind(&config.http.bind, board.clone(), metrics.clone()).await?;
+        let server = HealthServer::bind(&settings.config.http.bind, board.clone(), metrics.clone()).await?;
         let http_task = server.map(|s| tokio::spawn(s.serve(http_cancel.clone())));
         let notify_cancel = CancellationToken::new();
         let snapshot = {
             let b = board.clone();
             move || b.snapshot()
         };
-        let timeout = Duration::from_secs_f64(config.node.readiness_timeout_s);
+        let timeout = settings.node.readiness_timeout;
         let notify_task =
             Some(tokio::spawn(run_notifier(notifier.clone(), snapshot, timeout, notify_cancel.clone())));
         Ok(Service { notifier, board, metrics, notify_cancel, notify_task, http_cancel, http_task })
@@ -225,20 +225,10 @@ impl Service {
     }
 }
 
-fn runtime_settings(c: &Config) -> RuntimeSettings {
-    let parse = |names: &[String]| names.iter().filter_map(|n| Provider::parse(n)).collect::<Vec<_>>();
-    RuntimeSettings {
-        library: c.runtime.library.clone(),
-        providers: parse(&c.runtime.providers),
-        required: parse(&c.runtime.required_providers),
-        intra_threads: c.runtime.threads,
-    }
-}
-
 /// Loads and warms up every model off the async threads.
 async fn load_models(
     runtime: &Runtime,
-    models: &BTreeMap<String, ModelConfig>,
+    models: &BTreeMap<String, ModelSettings>,
 ) -> Result<HashMap<String, LoadedModel>, DaemonError> {
     let mut loaded = HashMap::new();
     for (name, m) in models {
@@ -267,7 +257,7 @@ pub(crate) fn load_model(runtime: &Runtime, name: &str, path: PathBuf) -> Result
 
 /// Wires and starts every stage.
 fn start(
-    config: Config,
+    settings: Settings,
     models: HashMap<String, LoadedModel>,
     publisher: &MqttPublisher,
     mut acks: AckStream,
@@ -279,20 +269,20 @@ fn start(
             let slot = ModelSlot {
                 swap: SwapSlot::default(),
                 identity: m.identity.clone(),
-                path: config.models[name].path.clone(),
+                path: settings.models[name].path.clone(),
                 input: m.scorer.input_size(),
             };
             (name.clone(), slot)
         })
         .collect::<HashMap<_, _>>();
-    let config = &config;
-    let cameras: Vec<(&String, &CameraConfig)> = config.cameras.iter().filter(|(_, c)| c.enabled).collect();
+    let config = &settings.config;
+    let cameras: Vec<(&String, &CameraSettings)> = settings.cameras.iter().collect();
     let (decide_tx, decide_rx) = sync_channel::<DecisionInput>(DECISION_QUEUE);
     let mut outputs = HashMap::new();
     let mut feeds = Vec::new();
     for (id, cam) in &cameras {
-        let model = &models[&cam.model];
-        let mut feed = camera_outputs(id, cam, model)?;
+        let model = &models[&cam.config.model];
+        let mut feed = camera_outputs(id, &cam.config, model)?;
         svc.metrics.set_model(id, &model.identity);
         feed.metrics = Some(svc.metrics.camera(id));
         feeds.push((id.to_string(), feed.last_scored_ms.clone(), model.identity.name.clone()));
@@ -322,18 +312,8 @@ fn start(
     let mut status = JoinSet::new();
     let streams = Streams { cancel: &cancel, publisher, feeds: &feeds, slots: &slots, board: &svc.board };
     let (sources, scoring) =
-        start_streams(config, models, &cameras, decide_tx.clone(), &streams, &mut status)?;
-    Ok(Running {
-        config: config.clone(),
-        models: slots,
-        decide_tx,
-        cancel,
-        sources,
-        scoring,
-        decide,
-        acks,
-        status,
-    })
+        start_streams(&settings, models, &cameras, decide_tx.clone(), &streams, &mut status)?;
+    Ok(Running { settings, models: slots, decide_tx, cancel, sources, scoring, decide, acks, status })
 }
 
 fn camera_outputs(id: &str, cam: &CameraConfig, model: &LoadedModel) -> Result<CameraOutputs, DaemonError> {
@@ -358,9 +338,8 @@ fn camera_outputs(id: &str, cam: &CameraConfig, model: &LoadedModel) -> Result<C
 }
 
 /// The evidence limiter is shared; the shortest configured interval applies to every camera.
-fn min_interval(cameras: &[(&String, &CameraConfig)]) -> Duration {
-    let secs = cameras.iter().map(|(_, c)| c.evidence.min_interval_s).fold(f64::INFINITY, f64::min);
-    Duration::try_from_secs_f64(secs).unwrap_or(Duration::from_secs(5))
+fn min_interval(cameras: &[(&String, &CameraSettings)]) -> Duration {
+    cameras.iter().map(|(_, c)| c.evidence_interval).min().unwrap_or(Duration::from_secs(5))
 }
 
 /// Sends to the blocking decision channel from async code without blocking a runtime thread.
@@ -388,9 +367,9 @@ struct Streams<'a> {
 
 /// Starts, per model, a scoring thread fed by its cameras' edges, and a source per camera.
 fn start_streams(
-    config: &Config,
+    settings: &Settings,
     models: HashMap<String, LoadedModel>,
-    cameras: &[(&String, &CameraConfig)],
+    cameras: &[(&String, &CameraSettings)],
     decide_tx: SyncSender<DecisionInput>,
     streams: &Streams<'_>,
     tasks: &mut JoinSet<()>,
@@ -402,17 +381,18 @@ fn start_streams(
         let signal = Arc::new(Signal::default());
         let mut inputs: Vec<EdgeReceiver<Frame>> = Vec::new();
         let (h, w) = model.scorer.input_size();
-        for (id, cam) in cameras.iter().filter(|(_, c)| c.model == name) {
-            let settings = SourceSettings {
+        for (id, cam) in cameras.iter().filter(|(_, c)| c.config.model == name) {
+            let source_settings = SourceSettings {
                 camera: Arc::from(id.as_str()),
-                source: cam.source.clone(),
-                roi: cam.roi,
+                source: cam.config.source.clone(),
+                roi: cam.config.roi,
                 width: w as u32,
                 height: h as u32,
             };
-            let (tx, rx) = edge_with_signal(cam.queue, settings.overflow(), Some(signal.clone()));
+            let (tx, rx) =
+                edge_with_signal(cam.queue.get(), source_settings.overflow(), Some(signal.clone()));
             let (status_tx, status_rx) = watch::channel(SourceStatus::starting());
-            sources.push(source::spawn(settings, tx, status_tx, cancel.child_token())?);
+            sources.push(source::spawn(source_settings, tx, status_tx, cancel.child_token())?);
             let dropped = rx.drop_counter();
             board.add_camera(id, &name, status_rx.clone(), dropped.clone());
             inputs.push(rx);
@@ -422,7 +402,7 @@ fn start_streams(
                 model: model_name.clone(),
                 last_scored_ms: scored.clone(),
                 dropped,
-                interval: Duration::from_secs_f64(config.mqtt.status_interval_s.max(0.5)),
+                interval: settings.status_interval,
             };
             tasks.spawn(report_camera_status(feed, status_rx, publisher.handle()));
         }
@@ -435,8 +415,8 @@ fn start_streams(
             inputs,
             signal,
             batching: Batching {
-                max_batch: config.models[&name].batch,
-                max_wait: Duration::from_millis(config.models[&name].max_wait_ms),
+                max_batch: settings.models[&name].max_batch.get(),
+                max_wait: settings.models[&name].max_wait,
             },
             output: decide_tx.clone(),
             stats: stats.clone(),

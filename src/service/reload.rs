@@ -12,6 +12,7 @@ use crate::config::{self, Config};
 use crate::model::runtime::Runtime;
 use crate::pipeline::decide::DecisionInput;
 use crate::pipeline::scoring::ModelSwap;
+use crate::settings::Settings;
 
 /// Why a reload was refused.
 #[derive(Debug, thiserror::Error)]
@@ -32,23 +33,24 @@ pub(crate) async fn reload(
     running: &mut Running,
     runtime: &Runtime,
 ) -> Result<String, ReloadError> {
-    let next = config::load(path)?;
-    let restart = restart_keys(&running.config, &next);
+    let settings = Settings::load(path)?;
+    let next = &settings.config;
+    let restart = restart_keys(&running.settings.config, next);
     if !restart.is_empty() {
         return Err(ReloadError::NeedsRestart { keys: restart.join(", ") });
     }
-    let loaded = load_changed_models(runtime, running, &next).await?;
+    let loaded = load_changed_models(runtime, running, next).await?;
     let mut changes: Vec<String> = loaded.keys().map(|n| format!("model {n}")).collect();
     for (name, model) in loaded {
-        apply_model(running, &name, model, &next);
+        apply_model(running, &name, model, next);
     }
     for (id, cam) in &next.cameras {
-        if cam.threshold != running.config.cameras[id].threshold {
-            retune(running, id, &next);
+        if cam.threshold != running.settings.config.cameras[id].threshold {
+            retune(running, id, next);
             changes.push(format!("cameras.{id}.threshold"));
         }
     }
-    running.config = next;
+    running.settings = settings;
     Ok(if changes.is_empty() { "none".into() } else { changes.join(", ") })
 }
 

@@ -1,0 +1,205 @@
+//! The one place where the parsed configuration becomes typed, ready-to-use settings
+//! (ripgrep's low-level args → high-level args): durations are [`Duration`]s, counts are
+//! non-zero, providers are enums with the required ones in the try-list, and the MQTT client
+//! options are built. `run`, `check-config`, reload and replay all go through
+//! [`Settings::load`], so a value that passes `check-config` cannot fail or panic later, and
+//! every problem is reported at once with its key and the file.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::config::{self, CameraConfig, Config, ConfigError, Parsed, Problem};
+use crate::model::runtime::{Provider, RuntimeSettings};
+use crate::publish::MqttSettings;
+
+/// The daemon's settings, converted once from a valid [`Config`].
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The file as parsed; reload compares it with the next one.
+    pub config: Config,
+    pub node: NodeSettings,
+    pub runtime: RuntimeSettings,
+    pub mqtt: MqttSettings,
+    /// Seconds between periodic camera status messages.
+    pub status_interval: Duration,
+    /// `None`: the HTTP endpoint is off.
+    pub http: Option<SocketAddr>,
+    pub models: BTreeMap<String, ModelSettings>,
+    /// Enabled cameras only.
+    pub cameras: BTreeMap<String, CameraSettings>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeSettings {
+    pub id: String,
+    pub state_dir: PathBuf,
+    pub shutdown_deadline: Duration,
+    pub readiness_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSettings {
+    pub path: PathBuf,
+    pub max_batch: NonZeroUsize,
+    pub max_wait: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CameraSettings {
+    /// The camera's table as written (source, model, alarm, ...).
+    pub config: CameraConfig,
+    pub queue: NonZeroUsize,
+    /// Shortest time between two evidence saves of NG frames.
+    pub evidence_interval: Duration,
+}
+
+/// Longest duration any setting may have: far beyond any sensible value, and small enough
+/// that adding it to `Instant::now()` cannot overflow.
+const MAX_SECONDS: f64 = 365.0 * 24.0 * 3600.0;
+
+impl Settings {
+    /// Reads, overlays and converts `file`: every problem, with its key, or the settings.
+    pub fn load(file: &Path) -> Result<Settings, ConfigError> {
+        Settings::from_parsed(config::parse(file)?, file)
+    }
+
+    /// Parses TOML text with the same rules (no environment overlay); for tests and tools.
+    pub fn from_toml(text: &str, file: &Path) -> Result<Settings, ConfigError> {
+        Settings::from_parsed(config::parse_toml(text, file)?, file)
+    }
+
+    /// Converts a parsed config; `file` names it in the error.
+    pub fn from_config(config: Config, file: &Path) -> Result<Settings, ConfigError> {
+        Settings::from_parsed(Parsed { config, problems: Vec::new() }, file)
+    }
+
+    fn from_parsed(parsed: Parsed, file: &Path) -> Result<Settings, ConfigError> {
+        let Parsed { config, problems } = parsed;
+        let mut p = Problems::default();
+        for problem in problems {
+            p.push(problem.key, problem.message);
+        }
+        let c = &config;
+        let node = NodeSettings {
+            id: c.node.id.clone(),
+            state_dir: c.node.state_dir.clone(),
+            shutdown_deadline: p.seconds("node.shutdown_deadline_s", c.node.shutdown_deadline_s, 0.1),
+            readiness_timeout: p.seconds("node.readiness_timeout_s", c.node.readiness_timeout_s, 0.0),
+        };
+        let status_interval = p.seconds("mqtt.status_interval_s", c.mqtt.status_interval_s, 0.5);
+        let mqtt = MqttSettings::new(&c.mqtt, &c.node)
+            .map_err(|errors| {
+                for e in errors {
+                    let key = e.config_key().unwrap_or_else(|| "mqtt".into());
+                    let shown = e.to_string();
+                    let message = shown.strip_prefix(&format!("{key}: ")).unwrap_or(&shown).to_string();
+                    p.push(key, message);
+                }
+            })
+            .ok();
+        let http = (!c.http.bind.is_empty()).then(|| c.http.bind.parse::<SocketAddr>().ok()).flatten();
+        let models = c
+            .models
+            .iter()
+            .map(|(name, m)| {
+                let key = format!("models.{name}");
+                let settings = ModelSettings {
+                    path: m.path.clone(),
+                    max_batch: p.count(&format!("{key}.batch"), m.batch, 64),
+                    max_wait: Duration::from_millis(m.max_wait_ms.min(60_000)),
+                };
+                if m.max_wait_ms > 60_000 {
+                    p.push(format!("{key}.max_wait_ms"), "must be at most 60000 (one minute)");
+                }
+                (name.clone(), settings)
+            })
+            .collect();
+        let cameras = c
+            .cameras
+            .iter()
+            .filter(|(_, cam)| cam.enabled)
+            .map(|(id, cam)| {
+                let key = format!("cameras.{id}");
+                let settings = CameraSettings {
+                    config: cam.clone(),
+                    queue: p.count(&format!("{key}.queue"), cam.queue, 1024),
+                    evidence_interval: p.seconds(
+                        &format!("{key}.evidence.min_interval_s"),
+                        cam.evidence.min_interval_s,
+                        0.0,
+                    ),
+                };
+                if cam.threshold.is_some_and(|t| !t.is_finite()) {
+                    p.push(format!("{key}.threshold"), "must be a finite number");
+                }
+                (id.clone(), settings)
+            })
+            .collect();
+        for problem in config::validate::validate(c) {
+            p.push(problem.key, problem.message);
+        }
+        match mqtt {
+            Some(mqtt) if p.0.is_empty() => Ok(Settings {
+                runtime: runtime_settings(c),
+                config,
+                node,
+                mqtt,
+                status_interval,
+                http,
+                models,
+                cameras,
+            }),
+            _ => Err(ConfigError { file: file.to_path_buf(), problems: p.0 }),
+        }
+    }
+}
+
+/// Providers in the configured order, with every required one in the try-list: a required
+/// provider that is never tried could never fail, and the promise "no silent CPU fallback"
+/// would be empty. Shared with the command line's `--require-provider`.
+pub fn runtime_settings(c: &Config) -> RuntimeSettings {
+    let parse = |names: &[String]| names.iter().filter_map(|n| Provider::parse(n)).collect::<Vec<_>>();
+    RuntimeSettings::new(
+        c.runtime.library.clone(),
+        parse(&c.runtime.providers),
+        parse(&c.runtime.required_providers),
+        c.runtime.threads,
+    )
+}
+
+/// Problems found while converting; one per key (the first is the most specific).
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        let key = key.into();
+        if !self.0.iter().any(|p| p.key == key) {
+            self.0.push(Problem::new(key, message));
+        }
+    }
+
+    /// Seconds as a `Duration`: finite, in `min..=MAX_SECONDS`.
+    fn seconds(&mut self, key: &str, value: f64, min: f64) -> Duration {
+        if !value.is_finite() || value < min || value > MAX_SECONDS {
+            let lower = if min > 0.0 { format!("{min}") } else { "0".into() };
+            self.push(key, format!("{value} is not a number of seconds in {lower}..={MAX_SECONDS}"));
+            return Duration::ZERO;
+        }
+        Duration::from_secs_f64(value)
+    }
+
+    /// A count in `1..=max`.
+    fn count(&mut self, key: &str, value: usize, max: usize) -> NonZeroUsize {
+        match NonZeroUsize::new(value).filter(|n| n.get() <= max) {
+            Some(n) => n,
+            None => {
+                self.push(key, format!("{value} is not in 1..={max}"));
+                NonZeroUsize::MIN
+            }
+        }
+    }
+}
