@@ -67,6 +67,7 @@ fn healthy() -> Health {
         scorers: vec![ScorerHealth { model: "part-a".into(), last_beat: None, frames_waiting: 0 }],
         alarms_raised: 0,
         stopping: false,
+        failed: None,
     }
 }
 

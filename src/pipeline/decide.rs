@@ -70,21 +70,23 @@ impl DecisionStage {
         }
     }
 
-    /// Runs on a new thread until `input` closes (every scoring stage and the ack forwarder
-    /// have finished).
-    pub fn spawn(mut self, input: Receiver<DecisionInput>) -> std::io::Result<std::thread::JoinHandle<()>> {
-        std::thread::Builder::new().name("decide".into()).spawn(move || {
-            for item in input {
-                match item {
-                    DecisionInput::Frame(f) => self.frame(*f),
-                    DecisionInput::Ack(a) => self.ack(a),
-                    DecisionInput::Retune { camera, model_threshold, override_threshold } => {
-                        self.retune(&camera, model_threshold, override_threshold)
-                    }
+    /// Decides until `input` closes (every scoring stage and the ack forwarder have
+    /// finished); the body of the daemon's `decide` thread.
+    pub fn run(mut self, input: Receiver<DecisionInput>) -> Result<(), String> {
+        for item in input {
+            match item {
+                DecisionInput::Frame(f) => {
+                    crate::util::supervise::failpoint("decide");
+                    self.frame(*f)
+                }
+                DecisionInput::Ack(a) => self.ack(a),
+                DecisionInput::Retune { camera, model_threshold, override_threshold } => {
+                    self.retune(&camera, model_threshold, override_threshold)
                 }
             }
-            info!("Decisions finished.");
-        })
+        }
+        info!("Decisions finished.");
+        Ok(())
     }
 
     fn frame(&mut self, f: ScoredFrame) {

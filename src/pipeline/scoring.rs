@@ -106,22 +106,29 @@ pub struct ScoringStage {
 
 impl ScoringStage {
     /// Runs on a new thread until every input edge is closed and drained.
-    pub fn spawn(self) -> std::io::Result<JoinHandle<()>> {
-        let name = format!("score:{}", self.model.name);
-        std::thread::Builder::new().name(name).spawn(move || self.run())
+    pub fn spawn(self) -> std::io::Result<JoinHandle<Result<(), String>>> {
+        std::thread::Builder::new().name(self.thread_name()).spawn(move || self.run())
     }
 
-    fn run(mut self) {
+    /// `score:{model}`, the name of the thread that runs this stage.
+    pub fn thread_name(&self) -> String {
+        format!("score:{}", self.model.name)
+    }
+
+    /// Scores until every input is closed and drained; an error when the decision stage is
+    /// gone, because nothing scored from then on could be judged.
+    pub fn run(mut self) -> Result<(), String> {
         info!(model = %self.model.name, "Scoring started.");
         let mut start = 0;
         while let Some(frames) = self.gather(&mut start) {
             self.stats.beat();
             self.take_swap();
-            if !frames.is_empty() {
-                self.score(frames);
+            if !frames.is_empty() && self.score(frames).is_err() {
+                return Err("the decision stage is gone; scored frames cannot be judged".into());
             }
         }
         info!(model = %self.model.name, "Scoring finished: all cameras closed.");
+        Ok(())
     }
 
     /// Switches to a reloaded model, if one is waiting. The old sessions are dropped here, on
@@ -195,7 +202,8 @@ impl ScoringStage {
         open
     }
 
-    fn score(&mut self, frames: Vec<Frame>) {
+    /// Scores one batch and hands it on; `Err` when the decision stage's channel is closed.
+    fn score(&mut self, frames: Vec<Frame>) -> Result<(), ()> {
         let (h, w) = self.scorer.input_size();
         let (frames, wrong): (Vec<Frame>, Vec<Frame>) =
             frames.into_iter().partition(|f| (f.width as usize, f.height as usize) == (w, h));
@@ -204,7 +212,7 @@ impl ScoringStage {
             error!(camera = %f.camera, "Frame is {}x{}, the model needs {w}x{h}; dropped.", f.width, f.height);
         }
         if frames.is_empty() {
-            return;
+            return Ok(());
         }
         let plane = 3 * w * h;
         let mut data = vec![0.0f32; frames.len() * plane];
@@ -225,9 +233,7 @@ impl ScoringStage {
                         scored_at,
                         model: self.model.clone(),
                     };
-                    if self.output.send(DecisionInput::Frame(Box::new(out))).is_err() {
-                        return;
-                    }
+                    self.output.send(DecisionInput::Frame(Box::new(out))).map_err(|_| ())?;
                 }
             }
             Err(e) => {
@@ -235,5 +241,6 @@ impl ScoringStage {
                 error!(model = %self.model.name, frames = frames.len(), "Scoring failed: {e}");
             }
         }
+        Ok(())
     }
 }

@@ -24,6 +24,10 @@ pub struct NodeStatus {
     pub version: String,
     /// When this process started; a change tells consumers the daemon restarted.
     pub started_at: String,
+    /// With state `error`: the stage that failed and why. The daemon exits after it, and the
+    /// status stays until the restarted daemon says `online`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<StageFailure>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +35,15 @@ pub struct NodeStatus {
 pub enum NodeState {
     Online,
     Offline,
+    /// A stage of the daemon failed; it is stopping so that systemd restarts it.
+    Error,
+}
+
+/// Which stage of the daemon failed (`decide`, `score:part-a`, `source:cam1`, ...) and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageFailure {
+    pub stage: String,
+    pub reason: String,
 }
 
 /// `{prefix}/{node}/{camera}/status`: retained, on change and every `status_interval_s`.
@@ -183,6 +196,7 @@ mod tests {
             state: NodeState::Offline,
             version: "0.1.0".into(),
             started_at: "2026-01-01T00:00:00.000Z".into(),
+            failure: None,
         };
         assert_eq!(
             encoded(&status),

@@ -27,7 +27,7 @@ use crate::publish::backoff::{Backoff, INITIAL_DELAY, MAX_DELAY};
 use crate::publish::error::PublishError;
 use crate::publish::link::Link;
 use crate::publish::messages::{
-    self, AlarmMessage, AlarmState, CameraStatus, NodeState, NodeStatus, ResultMessage,
+    self, AlarmMessage, AlarmState, CameraStatus, NodeState, NodeStatus, ResultMessage, StageFailure,
 };
 use crate::publish::options::{MqttSettings, MAX_PACKET_BYTES, REQUEST_CAPACITY};
 use crate::publish::outbox::Outbox;
@@ -61,6 +61,8 @@ pub struct PublishHandle {
 
 struct Shared {
     topics: Topics,
+    /// This run's node status payloads; a stage failure replaces the one left at exit.
+    statuses: Arc<Mutex<NodeStatuses>>,
     link: Arc<Link>,
     outbox: Arc<Mutex<Outbox>>,
     retained: Arc<RetainedStore>,
@@ -95,7 +97,7 @@ impl Shared {
         client: AsyncClient,
         results: mpsc::Receiver<ResultRequest>,
         shutdown: watch::Receiver<Option<Instant>>,
-        statuses: NodeStatuses,
+        statuses: Arc<Mutex<NodeStatuses>>,
         result_qos: QoS,
     ) -> PublishLoop {
         PublishLoop {
@@ -106,8 +108,7 @@ impl Shared {
             results,
             shutdown,
             topics: self.topics.clone(),
-            online: statuses.online,
-            offline: statuses.offline,
+            statuses,
             result_qos,
             counters: self.counters.clone(),
         }
@@ -136,6 +137,7 @@ impl MqttPublisher {
         let topics = settings.topics.clone();
         let statuses = NodeStatuses::new(&topics)?;
         let will = LastWill::new(topics.node_status(), statuses.offline.clone(), QoS::AtLeastOnce, true);
+        let statuses = Arc::new(Mutex::new(statuses));
         let options = settings.options_with_will(will);
         let outbox = Outbox::open(outbox_dir, settings.outbox_max_alarms)?;
 
@@ -143,6 +145,7 @@ impl MqttPublisher {
         let (acks_tx, acks_rx) = mpsc::channel(ACK_QUEUE);
         let (shutdown_tx, shutdown_rx) = watch::channel(None);
         let shared = Arc::new(Shared {
+            statuses: statuses.clone(),
             topics,
             link: Arc::new(Link::new()),
             outbox: Arc::new(Mutex::new(outbox)),
@@ -286,6 +289,23 @@ impl PublishHandle {
         Ok(seq)
     }
 
+    /// A stage failed: the node status says `error` with the stage and reason, now (retained)
+    /// and as the status left behind at exit, instead of `offline`.
+    pub fn report_failure(&self, stage: &str, reason: &str) -> Result<(), PublishError> {
+        let topic = self.shared.topics.node_status();
+        let payload = {
+            let mut statuses = self.shared.statuses.lock().unwrap_or_else(PoisonError::into_inner);
+            let failure = StageFailure { stage: stage.to_string(), reason: reason.to_string() };
+            let body = statuses.body(NodeState::Error, Some(failure));
+            let payload = encode(&topic, &body)?;
+            statuses.offline = payload.clone();
+            payload
+        };
+        self.shared.retained.set(topic, payload);
+        self.shared.link.wake();
+        Ok(())
+    }
+
     fn set_retained(&self, topic: String, body: &impl Serialize) -> Result<(), PublishError> {
         let payload = encode(&topic, body)?;
         self.shared.retained.set(topic, payload);
@@ -320,25 +340,33 @@ impl Drop for Tasks {
 }
 
 /// The node status payloads of this run: online on connect; offline before a graceful
-/// disconnect and as the last will.
-struct NodeStatuses {
-    online: Vec<u8>,
-    offline: Vec<u8>,
+/// disconnect and as the last will (after a stage failure, `error` before the disconnect).
+pub(crate) struct NodeStatuses {
+    started_at: String,
+    pub online: Vec<u8>,
+    pub offline: Vec<u8>,
 }
 
 impl NodeStatuses {
     fn new(topics: &Topics) -> Result<NodeStatuses, PublishError> {
-        let started_at = crate::util::time::now_rfc3339();
-        let status = |state| NodeStatus {
-            state,
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            started_at: started_at.clone(),
+        let mut statuses = NodeStatuses {
+            started_at: crate::util::time::now_rfc3339(),
+            online: Vec::new(),
+            offline: Vec::new(),
         };
         let topic = topics.node_status();
-        Ok(NodeStatuses {
-            online: encode(&topic, &status(NodeState::Online))?,
-            offline: encode(&topic, &status(NodeState::Offline))?,
-        })
+        statuses.online = encode(&topic, &statuses.body(NodeState::Online, None))?;
+        statuses.offline = encode(&topic, &statuses.body(NodeState::Offline, None))?;
+        Ok(statuses)
+    }
+
+    fn body(&self, state: NodeState, failure: Option<StageFailure>) -> NodeStatus {
+        NodeStatus {
+            state,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            started_at: self.started_at.clone(),
+            failure,
+        }
     }
 }
 

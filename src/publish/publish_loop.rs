@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
 use crate::publish::link::{Link, News};
+use crate::publish::mqtt::NodeStatuses;
 use crate::publish::outbox::Outbox;
 use crate::publish::retained::RetainedStore;
 use crate::publish::stats::Counters;
@@ -50,8 +51,7 @@ pub(crate) struct PublishLoop {
     /// Set once, to the deadline, when a graceful shutdown starts.
     pub shutdown: watch::Receiver<Option<Instant>>,
     pub topics: Topics,
-    pub online: Vec<u8>,
-    pub offline: Vec<u8>,
+    pub statuses: Arc<Mutex<NodeStatuses>>,
     pub result_qos: QoS,
     pub counters: Arc<Counters>,
 }
@@ -150,7 +150,8 @@ impl PublishLoop {
         if self.shutting_down() {
             self.publish_offline(progress).await;
         } else {
-            let (topic, payload) = (self.topics.node_status(), self.online.clone());
+            let payload = self.statuses.lock().unwrap_or_else(PoisonError::into_inner).online.clone();
+            let topic = self.topics.node_status();
             self.send(Tag::Other, topic, QoS::AtLeastOnce, true, payload).await;
         }
         if !news.session_present {
@@ -169,7 +170,8 @@ impl PublishLoop {
     }
 
     async fn publish_offline(&mut self, progress: &mut Progress) {
-        let (topic, payload) = (self.topics.node_status(), self.offline.clone());
+        let payload = self.statuses.lock().unwrap_or_else(PoisonError::into_inner).offline.clone();
+        let topic = self.topics.node_status();
         if self.send(Tag::Offline, topic, QoS::AtLeastOnce, true, payload).await {
             progress.offline = Offline::Sent;
         }

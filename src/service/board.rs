@@ -38,6 +38,7 @@ struct Scorer {
 struct Parts {
     models_loaded: bool,
     stopping: bool,
+    failed: Option<String>,
     cameras: Vec<Camera>,
     scorers: Vec<Scorer>,
     publisher: Option<PublishHandle>,
@@ -99,6 +100,11 @@ impl HealthBoard {
         self.parts().stopping = true;
     }
 
+    /// A stage died: `/readyz` fails and the watchdog stops pinging, naming it.
+    pub fn set_failed(&self, stage: &str, reason: &str) {
+        self.parts().failed.get_or_insert_with(|| format!("stage {stage} failed: {reason}"));
+    }
+
     /// The service now, for the readiness and watchdog rules.
     pub fn snapshot(&self) -> Health {
         let p = self.parts();
@@ -118,6 +124,7 @@ impl HealthBoard {
             scorers,
             alarms_raised: p.decisions.as_ref().map_or(0, |d| d.alarms_raised.load(Ordering::Relaxed)),
             stopping: p.stopping,
+            failed: p.failed.clone(),
         }
     }
 

@@ -11,9 +11,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::board::HealthBoard;
 use super::health::HealthServer;
@@ -34,9 +33,13 @@ use crate::pipeline::scoring::{Batching, ModelIdentity, ScoringStage, ScoringSta
 use crate::publish::{AckStream, MqttPublisher, PublishError};
 use crate::settings::{CameraSettings, ModelSettings, Settings};
 use crate::source::{self, SourceSettings, SourceStatus};
+use crate::util::supervise::{Exit, Lifetime, Supervisor, TaskHandle};
 
 /// Threads of one stage.
 type Threads = Vec<JoinHandle<()>>;
+
+/// Tasks of one kind.
+type Tasks = Vec<TaskHandle>;
 
 /// Capacity of the channel from the scoring stages to the decision thread.
 const DECISION_QUEUE: usize = 16;
@@ -60,6 +63,9 @@ pub enum DaemonError {
     Thread(#[from] std::io::Error),
     #[error(transparent)]
     Http(#[from] super::health::HttpError),
+    /// A thread or task died; the daemon stopped so that systemd restarts it.
+    #[error("stage {stage} failed: {reason}")]
+    StageFailed { stage: String, reason: String },
 }
 
 impl DaemonError {
@@ -109,9 +115,11 @@ pub(crate) struct Running {
     scoring: Vec<JoinHandle<()>>,
     decide: JoinHandle<()>,
     /// Forwards MQTT acks to the decision thread; holds a sender of its channel.
-    acks: tokio::task::JoinHandle<()>,
+    acks: TaskHandle,
     /// Camera status reporters; each ends after publishing its source's final state.
-    status: JoinSet<()>,
+    status: Tasks,
+    /// Every thread and task above is started through it.
+    pub supervisor: Supervisor,
 }
 
 /// What the process asks of the running daemon (from signals).
@@ -131,18 +139,37 @@ pub async fn run(
     mut control: mpsc::Receiver<Control>,
 ) -> Result<(), DaemonError> {
     let started = Instant::now();
-    let mut svc = Service::start(&settings).await?;
+    let (supervisor, mut exits) = Supervisor::new();
+    let mut svc = Service::start(&settings, &supervisor).await?;
     let runtime = Runtime::init(settings.runtime.clone())?;
     let models = load_models(&runtime, &settings.models).await?;
     let (publisher, acks) =
         MqttPublisher::start_with(&settings.mqtt, &settings.node.state_dir.join("outbox"))?;
     svc.board.set_publisher(publisher.handle());
-    let mut running = start(settings, models, &publisher, acks, &svc)?;
+    let mut running = start(settings, models, &publisher, acks, &svc, supervisor.clone())?;
     svc.board.set_models_loaded(true);
     info!(elapsed_ms = started.elapsed().as_millis() as u64, "inspectd running.");
-    while let Some(Control::Reload) = control.recv().await {
-        reload(&config_file, &mut running, &runtime, &svc).await;
+    let failure = loop {
+        tokio::select! {
+            control = control.recv() => match control {
+                Some(Control::Reload) => reload(&config_file, &mut running, &runtime, &svc).await,
+                Some(Control::Shutdown) | None => break None,
+            },
+            Some(exit) = exits.recv() => match exit {
+                Exit { stage, failure: Some(reason) } => break Some((stage, reason)),
+                Exit { stage, failure: None } => info!(stage = %stage, "Stage finished."),
+            },
+        }
+    };
+    if let Some((stage, reason)) = &failure {
+        error!(stage = %stage, reason = %reason, "A stage of the daemon failed; stopping so that systemd restarts inspectd.");
+        svc.board.set_failed(stage, reason);
+        let _ = svc.notifier.status(&format!("Failed: stage {stage} failed: {reason}"));
+        if let Err(e) = publisher.handle().report_failure(stage, reason) {
+            warn!("Cannot publish the failure as the node status: {e}");
+        }
     }
+    supervisor.set_stopping();
     info!("Shutting down: stopping sources, draining frames in flight.");
     svc.board.set_stopping();
     svc.stop_notifier().await;
@@ -152,8 +179,13 @@ pub async fn run(
         .shutdown(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(500)))
         .await;
     svc.stop_http().await;
-    info!("inspectd stopped.");
-    Ok(())
+    match failure {
+        Some((stage, reason)) => Err(DaemonError::StageFailed { stage, reason }),
+        None => {
+            info!("inspectd stopped.");
+            Ok(())
+        }
+    }
 }
 
 /// RELOADING=1, the reload, the metrics' model labels, READY=1 (also after a refusal: the old
@@ -180,15 +212,15 @@ pub(crate) struct Service {
     pub board: HealthBoard,
     pub metrics: Arc<Metrics>,
     notify_cancel: CancellationToken,
-    notify_task: Option<tokio::task::JoinHandle<()>>,
+    notify_task: Option<TaskHandle>,
     http_cancel: CancellationToken,
-    http_task: Option<tokio::task::JoinHandle<()>>,
+    http_task: Option<TaskHandle>,
 }
 
 impl Service {
     /// Starts the HTTP endpoint first, so /healthz answers while models load, then the
     /// notifier, which sends READY=1 once the board says everything is up.
-    async fn start(settings: &Settings) -> Result<Service, DaemonError> {
+    async fn start(settings: &Settings, supervisor: &Supervisor) -> Result<Service, DaemonError> {
         let notifier = Notifier::from_env().unwrap_or_else(|e| {
             warn!("systemd notification unavailable: {e}");
             Notifier::default()
@@ -197,15 +229,19 @@ impl Service {
         let metrics = Arc::new(Metrics::new());
         let http_cancel = CancellationToken::new();
         let server = HealthServer::bind(&settings.config.http.bind, board.clone(), metrics.clone()).await?;
-        let http_task = server.map(|s| tokio::spawn(s.serve(http_cancel.clone())));
+        let http_task =
+            server.map(|s| supervisor.task("http", Lifetime::UntilShutdown, s.serve(http_cancel.clone())));
         let notify_cancel = CancellationToken::new();
         let snapshot = {
             let b = board.clone();
             move || b.snapshot()
         };
         let timeout = settings.node.readiness_timeout;
-        let notify_task =
-            Some(tokio::spawn(run_notifier(notifier.clone(), snapshot, timeout, notify_cancel.clone())));
+        let notify_task = Some(supervisor.task(
+            "notify",
+            Lifetime::UntilShutdown,
+            run_notifier(notifier.clone(), snapshot, timeout, notify_cancel.clone()),
+        ));
         Ok(Service { notifier, board, metrics, notify_cancel, notify_task, http_cancel, http_task })
     }
 
@@ -213,14 +249,14 @@ impl Service {
     async fn stop_notifier(&mut self) {
         self.notify_cancel.cancel();
         if let Some(task) = self.notify_task.take() {
-            let _ = task.await;
+            task.finished().await;
         }
     }
 
     async fn stop_http(self) {
         self.http_cancel.cancel();
         if let Some(task) = self.http_task {
-            let _ = task.await;
+            task.finished().await;
         }
     }
 }
@@ -262,6 +298,7 @@ fn start(
     publisher: &MqttPublisher,
     mut acks: AckStream,
     svc: &Service,
+    supervisor: Supervisor,
 ) -> Result<Running, DaemonError> {
     let slots = models
         .iter()
@@ -301,19 +338,37 @@ fn start(
         stats: decision_stats,
     };
     stage.publish_initial_states();
-    let decide = stage.spawn(decide_rx)?;
+    let decide = supervisor.thread("decide", Lifetime::UntilShutdown, move || stage.run(decide_rx))?;
     let ack_tx = decide_tx.clone();
-    let acks = tokio::spawn(async move {
+    let acks = supervisor.task("acks", Lifetime::UntilShutdown, async move {
         while let Some(ack) = acks.recv().await {
             forward(&ack_tx, DecisionInput::Ack(ack)).await;
         }
     });
     let cancel = CancellationToken::new();
-    let mut status = JoinSet::new();
-    let streams = Streams { cancel: &cancel, publisher, feeds: &feeds, slots: &slots, board: &svc.board };
+    let mut status = Vec::new();
+    let streams = Streams {
+        cancel: &cancel,
+        publisher,
+        feeds: &feeds,
+        slots: &slots,
+        board: &svc.board,
+        supervisor: &supervisor,
+    };
     let (sources, scoring) =
         start_streams(&settings, models, &cameras, decide_tx.clone(), &streams, &mut status)?;
-    Ok(Running { settings, models: slots, decide_tx, cancel, sources, scoring, decide, acks, status })
+    Ok(Running {
+        settings,
+        models: slots,
+        decide_tx,
+        cancel,
+        sources,
+        scoring,
+        decide,
+        acks,
+        status,
+        supervisor,
+    })
 }
 
 fn camera_outputs(id: &str, cam: &CameraConfig, model: &LoadedModel) -> Result<CameraOutputs, DaemonError> {
@@ -363,6 +418,7 @@ struct Streams<'a> {
     publisher: &'a MqttPublisher,
     feeds: &'a [(String, Arc<AtomicU64>, String)],
     slots: &'a HashMap<String, ModelSlot>,
+    supervisor: &'a Supervisor,
 }
 
 /// Starts, per model, a scoring thread fed by its cameras' edges, and a source per camera.
@@ -372,9 +428,9 @@ fn start_streams(
     cameras: &[(&String, &CameraSettings)],
     decide_tx: SyncSender<DecisionInput>,
     streams: &Streams<'_>,
-    tasks: &mut JoinSet<()>,
+    tasks: &mut Tasks,
 ) -> Result<(Threads, Threads), DaemonError> {
-    let Streams { cancel, publisher, feeds, slots, board } = streams;
+    let Streams { cancel, publisher, feeds, slots, board, supervisor } = streams;
     let mut sources = Vec::new();
     let mut scoring = Vec::new();
     for (name, model) in models {
@@ -392,7 +448,11 @@ fn start_streams(
             let (tx, rx) =
                 edge_with_signal(cam.queue.get(), source_settings.overflow(), Some(signal.clone()));
             let (status_tx, status_rx) = watch::channel(SourceStatus::starting());
-            sources.push(source::spawn(source_settings, tx, status_tx, cancel.child_token())?);
+            let token = cancel.child_token();
+            sources.push(supervisor.thread(&source::thread_name(id), Lifetime::MayEnd, move || {
+                source::run(source_settings, tx, status_tx, token);
+                Ok(())
+            })?);
             let dropped = rx.drop_counter();
             board.add_camera(id, &name, status_rx.clone(), dropped.clone());
             inputs.push(rx);
@@ -404,7 +464,8 @@ fn start_streams(
                 dropped,
                 interval: settings.status_interval,
             };
-            tasks.spawn(report_camera_status(feed, status_rx, publisher.handle()));
+            let report = report_camera_status(feed, status_rx, publisher.handle());
+            tasks.push(supervisor.task(&format!("status:{id}"), Lifetime::MayEnd, report));
         }
         let stats = Arc::new(ScoringStats::default());
         board.add_scorer(&name, stats.clone());
@@ -422,34 +483,47 @@ fn start_streams(
             stats: stats.clone(),
             swap: slots[&name].swap.clone(),
         };
-        scoring.push(stage.spawn()?);
+        scoring.push(supervisor.thread(&stage.thread_name(), Lifetime::MayEnd, move || stage.run())?);
     }
     Ok((sources, scoring))
 }
 
 /// Stops the sources and waits, until `deadline`, for each stage to drain in order.
 async fn drain(running: Running, deadline: Instant) {
-    let Running { cancel, sources, scoring, decide, acks, mut status, decide_tx, .. } = running;
+    let Running { cancel, sources, scoring, decide, acks, status, decide_tx, supervisor, .. } = running;
     cancel.cancel();
     drop(decide_tx);
-    join_all("sources", sources, deadline).await;
-    join_all("scoring", scoring, deadline).await;
+    join_all("sources", sources, deadline, &supervisor).await;
+    join_all("scoring", scoring, deadline, &supervisor).await;
     // The ack forwarder holds a sender of the decision channel; stop it so the channel closes.
     acks.abort();
-    join_all("decisions", vec![decide], deadline).await;
+    join_all("decisions", vec![decide], deadline, &supervisor).await;
     let left = deadline.saturating_duration_since(Instant::now());
-    if tokio::time::timeout(left, async { while status.join_next().await.is_some() {} }).await.is_err() {
-        status.abort_all();
+    let all = async {
+        for task in &status {
+            task.finished_ref().await;
+        }
+    };
+    if tokio::time::timeout(left, all).await.is_err() {
+        warn!(running = %supervisor.running().join(", "), "Shutdown deadline passed; camera status reporters aborted.");
+        status.iter().for_each(TaskHandle::abort);
     }
 }
 
-async fn join_all(what: &'static str, handles: Vec<JoinHandle<()>>, deadline: Instant) {
+async fn join_all(
+    what: &'static str,
+    handles: Vec<JoinHandle<()>>,
+    deadline: Instant,
+    supervisor: &Supervisor,
+) {
     let joined = tokio::task::spawn_blocking(move || handles.into_iter().for_each(|h| drop(h.join())));
     let left = deadline.saturating_duration_since(Instant::now());
     match tokio::time::timeout(left, joined).await {
         Ok(_) => info!(stage = what, "Stage drained."),
-        Err(_) => {
-            warn!(stage = what, "Shutdown deadline passed before this stage finished; exiting without it.")
-        }
+        Err(_) => warn!(
+            stage = what,
+            running = %supervisor.running().join(", "),
+            "Shutdown deadline passed before this stage finished; exiting without the threads still running."
+        ),
     }
 }

@@ -48,6 +48,8 @@ pub struct Health {
     pub alarms_raised: u64,
     /// Shutdown has begun: not ready any more, whatever the rest says.
     pub stopping: bool,
+    /// A stage died (`stage decide failed: ...`): neither ready nor alive any more.
+    pub failed: Option<String>,
 }
 
 /// One camera's source.
@@ -82,6 +84,7 @@ pub enum Readiness {
 /// What is missing before the service is ready; empty when it is.
 pub fn missing(h: &Health) -> Vec<String> {
     let mut out = Vec::new();
+    out.extend(h.failed.clone());
     if h.stopping {
         out.push("stopping".to_string());
     }
@@ -100,6 +103,9 @@ pub fn missing(h: &Health) -> Vec<String> {
 /// Ready when nothing is [`missing`]; past `timeout` ready anyway, unless models are still
 /// loading or the service is stopping.
 pub fn readiness(h: &Health, elapsed: Duration, timeout: Duration) -> Readiness {
+    if let Some(failed) = &h.failed {
+        return Readiness::Waiting(format!("Failed: {failed}"));
+    }
     if h.stopping {
         return Readiness::Waiting("Stopping".to_string());
     }
@@ -119,6 +125,9 @@ pub fn readiness(h: &Health, elapsed: Duration, timeout: Duration) -> Readiness 
 /// otherwise the reason, naming the loop. With no loop running yet there is nothing to vouch
 /// for, so it is not healthy either.
 pub fn watchdog_check(h: &Health, now: SystemTime) -> Result<(), String> {
+    if let Some(failed) = &h.failed {
+        return Err(failed.clone());
+    }
     if h.scorers.is_empty() {
         return Err("no scoring loop running".to_string());
     }

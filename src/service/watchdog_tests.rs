@@ -24,6 +24,7 @@ fn healthy(now: SystemTime) -> Health {
         scorers: vec![scorer("part-a", Some(now))],
         alarms_raised: 2,
         stopping: false,
+        failed: None,
     }
 }
 
@@ -201,4 +202,17 @@ mod tempdir {
             let _ = std::fs::remove_dir_all(&self.0);
         }
     }
+}
+
+#[test]
+fn a_failed_stage_is_neither_ready_nor_alive() {
+    let now = SystemTime::now();
+    let mut h = healthy(now);
+    assert!(watchdog_ok(&h, now));
+    h.failed = Some("stage decide failed: panicked".into());
+    assert!(!watchdog_ok(&h, now), "no ping for a daemon that cannot raise alarms");
+    assert_eq!(watchdog_check(&h, now), Err("stage decide failed: panicked".into()));
+    assert_eq!(missing(&h), vec!["stage decide failed: panicked".to_string()]);
+    let late = readiness(&h, Duration::from_secs(3600), Duration::from_secs(1));
+    assert!(matches!(late, Readiness::Waiting(ref t) if t.contains("decide")), "{late:?}");
 }

@@ -40,13 +40,29 @@ pub fn spawn(
     status: watch::Sender<SourceStatus>,
     shutdown: CancellationToken,
 ) -> std::io::Result<JoinHandle<()>> {
-    thread::Builder::new().name(format!("source:{}", settings.camera)).spawn(move || {
-        // Cancelled when this thread ends for any reason, which releases the watcher too.
-        let done = shutdown.child_token();
-        let _release_watcher = done.clone().drop_guard();
-        close_on_shutdown(done, frames.clone(), &settings.camera);
-        supervise(Feed::new(settings, frames, StatusReporter::new(status), shutdown));
-    })
+    thread::Builder::new()
+        .name(thread_name(&settings.camera))
+        .spawn(move || run(settings, frames, status, shutdown))
+}
+
+/// `source:{camera}`, the name of a source's thread.
+pub fn thread_name(camera: &str) -> String {
+    format!("source:{camera}")
+}
+
+/// The body of a source's thread (see [`spawn`]); for callers that start the thread
+/// themselves, such as the daemon's supervisor.
+pub fn run(
+    settings: SourceSettings,
+    frames: EdgeSender<Frame>,
+    status: watch::Sender<SourceStatus>,
+    shutdown: CancellationToken,
+) {
+    // Cancelled when this thread ends for any reason, which releases the watcher too.
+    let done = shutdown.child_token();
+    let _release_watcher = done.clone().drop_guard();
+    close_on_shutdown(done, frames.clone(), &settings.camera);
+    supervise(Feed::new(settings, frames, StatusReporter::new(status), shutdown));
 }
 
 /// Runs pipelines until the source is finished, rebuilding live ones after failures.

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use crate::config::types::{Roi, SourceConfig};
 use crate::pipeline::edge::Overflow;
 
-pub use camera::spawn;
+pub use camera::{run, spawn, thread_name};
 pub use error::SourceError;
 pub use reader::{sample_frames, VideoReader};
 pub use status::{SourceState, SourceStatus};
