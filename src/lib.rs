@@ -37,6 +37,7 @@
 //! - [`model`]: ONNX Runtime, model bundles, the scorer and its thread.
 //! - [`train`], [`eval`], [`synth`]: fitting, metrics, synthetic defect data.
 //! - [`config`] (as written) and [`settings`] (checked and converted, once), [`source`], [`pipeline`], [`decision`], [`publish`], [`evidence`]: the daemon.
+//! - [`telemetry`]: typed internal events (drops, errors, alarms, reloads) that log and count.
 //! - [`cli`]: the command line; `main.rs` only calls it.
 
 pub mod cfa;
@@ -57,5 +58,6 @@ pub mod service;
 pub mod settings;
 pub mod source;
 pub mod synth;
+pub mod telemetry;
 pub mod train;
 pub mod util;

@@ -16,8 +16,9 @@ use inspectd::pipeline::scoring::{ModelIdentity, ScoringStats};
 use inspectd::publish::MqttPublisher;
 use inspectd::service::board::HealthBoard;
 use inspectd::service::health::HealthServer;
-use inspectd::service::metrics::{DropReason, Metrics};
+use inspectd::service::metrics::Metrics;
 use inspectd::source::{SourceState, SourceStatus};
+use inspectd::telemetry::{AlarmRaised, Event, FrameWrongSize, Telemetry, COUNTERS};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -101,7 +102,8 @@ fn now_ms() -> u64 {
 async fn endpoints_follow_the_service_state_and_metrics_parse() {
     let dir = TestDir::new("http");
     let board = HealthBoard::new();
-    let metrics = Arc::new(Metrics::new());
+    let telemetry = Arc::new(Telemetry::default());
+    let metrics = Arc::new(Metrics::new(telemetry.clone()));
     assert!(HealthServer::bind("", board.clone(), metrics.clone()).await.expect("disabled").is_none());
     let bad = HealthServer::bind("not an address", board.clone(), metrics.clone()).await;
     assert!(bad.as_ref().err().is_some_and(|e| e.is_configuration()), "a malformed bind is a config error");
@@ -144,8 +146,8 @@ async fn endpoints_follow_the_service_state_and_metrics_parse() {
     // Per-frame metrics from the decision stage, and the model per camera.
     let cam = metrics.camera("cam1");
     cam.observe_result(0.8, Duration::from_millis(40));
-    cam.alarm_raised();
-    cam.frame_dropped(DropReason::WrongSize);
+    AlarmRaised { camera: "cam1" }.emit(&telemetry);
+    FrameWrongSize { camera: "cam1", size: (64, 64), model: (128, 128) }.emit(&telemetry);
     let model = ModelIdentity {
         name: "part-a".into(),
         id: "part-a-v3".into(),
@@ -166,6 +168,14 @@ async fn endpoints_follow_the_service_state_and_metrics_parse() {
     expect("inspectd_frames_dropped_total{camera=\"cam1\",reason=\"queue_full\"}", 7.0);
     expect("inspectd_frames_dropped_total{camera=\"cam1\",reason=\"wrong_size\"}", 1.0);
     expect("inspectd_alarms_raised_total{camera=\"cam1\"}", 1.0);
+    expect("inspectd_evidence_errors_total{camera=\"cam1\"}", 0.0);
+    for name in COUNTERS {
+        assert!(
+            r.body.contains(&format!("# TYPE inspectd_{name}_total counter")),
+            "{name} not served:\n{}",
+            r.body
+        );
+    }
     expect("inspectd_score_normalised_count{camera=\"cam1\"}", 1.0);
     expect("inspectd_frame_latency_seconds_bucket{camera=\"cam1\",le=\"0.04\"}", 1.0);
     expect("inspectd_camera_fps{camera=\"cam1\"}", 25.0);

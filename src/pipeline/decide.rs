@@ -2,6 +2,7 @@
 //! alarm acknowledgements are applied in one order. For each scored frame it decides, publishes
 //! the result (per the result policy), saves evidence and publishes alarm events and state.
 
+use crate::telemetry::{AlarmNotQueued, AlarmRaised, Event, EvidenceFailed, EvidenceSaved, Telemetry};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
@@ -47,8 +48,6 @@ pub struct CameraOutputs {
 pub struct DecisionStats {
     pub frames: AtomicU64,
     pub ng: AtomicU64,
-    pub alarms_raised: AtomicU64,
-    pub evidence_errors: AtomicU64,
 }
 
 /// The decision thread's state.
@@ -59,6 +58,7 @@ pub struct DecisionStage {
     pub evidence: Option<EvidenceStore>,
     pub limiter: EvidenceLimiter,
     pub stats: Arc<DecisionStats>,
+    pub telemetry: Arc<Telemetry>,
 }
 
 impl DecisionStage {
@@ -116,9 +116,6 @@ impl DecisionStage {
                 normalised(&f, d.threshold),
                 f.scored_at.duration_since(f.frame.captured_at).unwrap_or_default(),
             );
-            if raised {
-                m.alarm_raised();
-            }
         }
         let keep = (raised && policy.on_alarm)
             || (ng && policy.every_ng && self.limiter.allow(&camera, Instant::now()));
@@ -175,10 +172,12 @@ impl DecisionStage {
             f.map.view(),
             2.0 * threshold,
         ) {
-            Ok(paths) => Some(paths),
+            Ok(paths) => {
+                EvidenceSaved { camera: &f.frame.camera }.emit(&self.telemetry);
+                Some(paths)
+            }
             Err(e) => {
-                self.stats.evidence_errors.fetch_add(1, Ordering::Relaxed);
-                warn!(camera = %f.frame.camera, "Evidence not saved: {e}");
+                EvidenceFailed { camera: &f.frame.camera, error: &e }.emit(&self.telemetry);
                 None
             }
         }
@@ -186,13 +185,13 @@ impl DecisionStage {
 
     fn publish_alarm(&self, camera: &str, event: &AlarmEvent, paths: Option<EvidencePaths>) {
         if event.kind == AlarmKind::Raised {
-            self.stats.alarms_raised.fetch_add(1, Ordering::Relaxed);
+            AlarmRaised { camera }.emit(&self.telemetry);
         }
         info!(camera, alarm_id = %event.alarm_id, event = ?event.kind, "Alarm.");
         let msg = alarm_message(event, paths);
         // Durable: the outbox holds it until the broker acknowledges, across outages and restarts.
         if let Err(e) = self.publisher.publish_alarm_blocking(camera, &msg) {
-            warn!(camera, alarm_id = %msg.alarm_id, "ALARM NOT QUEUED: {e}");
+            AlarmNotQueued { camera, alarm_id: &msg.alarm_id, error: &e }.emit(&self.telemetry);
         }
     }
 

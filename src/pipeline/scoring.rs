@@ -7,6 +7,7 @@
 //! slow one. The output channel is bounded and blocking: if decisions fall behind, scoring
 //! waits, and the cameras' own edges apply their overflow policy.
 
+use crate::telemetry::{BatchFailed, Event, FrameWrongSize, Telemetry};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use ndarray::Array2;
-use tracing::{error, info};
+use tracing::info;
 
 use super::decide::DecisionInput;
 use super::edge::{EdgeReceiver, Signal};
@@ -61,7 +62,6 @@ pub struct Batching {
 pub struct ScoringStats {
     pub frames_scored: AtomicU64,
     pub batches: AtomicU64,
-    pub errors: AtomicU64,
     /// Milliseconds since the Unix epoch at the end of the last loop iteration (scored or idle).
     pub heartbeat_ms: AtomicU64,
 }
@@ -100,6 +100,8 @@ pub struct ScoringStage {
     pub batching: Batching,
     pub output: SyncSender<DecisionInput>,
     pub stats: Arc<ScoringStats>,
+    /// Drops and failed batches are counted and logged there.
+    pub telemetry: Arc<Telemetry>,
     /// Checked before every batch; the daemon's reload puts a new model here.
     pub swap: SwapSlot,
 }
@@ -208,8 +210,8 @@ impl ScoringStage {
         let (frames, wrong): (Vec<Frame>, Vec<Frame>) =
             frames.into_iter().partition(|f| (f.width as usize, f.height as usize) == (w, h));
         for f in wrong {
-            self.stats.errors.fetch_add(1, Ordering::Relaxed);
-            error!(camera = %f.camera, "Frame is {}x{}, the model needs {w}x{h}; dropped.", f.width, f.height);
+            FrameWrongSize { camera: &f.camera, size: (f.width, f.height), model: (w, h) }
+                .emit(&self.telemetry);
         }
         if frames.is_empty() {
             return Ok(());
@@ -237,8 +239,8 @@ impl ScoringStage {
                 }
             }
             Err(e) => {
-                self.stats.errors.fetch_add(1, Ordering::Relaxed);
-                error!(model = %self.model.name, frames = frames.len(), "Scoring failed: {e}");
+                let cameras: Vec<&str> = frames.iter().map(|f| &*f.camera).collect();
+                BatchFailed { model: &self.model.name, cameras: &cameras, error: &e }.emit(&self.telemetry);
             }
         }
         Ok(())

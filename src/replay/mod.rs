@@ -150,6 +150,7 @@ pub fn replay(
         batching: Batching { max_batch: s.batch, max_wait: wait },
         output: scored_tx,
         stats: Arc::new(ScoringStats::default()),
+        telemetry: Arc::default(),
         swap: Default::default(),
     };
     let scoring = stage.spawn()?;

@@ -18,6 +18,7 @@ use crate::pipeline::decide::DecisionStats;
 use crate::pipeline::scoring::ScoringStats;
 use crate::publish::PublishHandle;
 use crate::source::SourceStatus;
+use crate::telemetry::Telemetry;
 
 /// One enabled camera.
 struct Camera {
@@ -43,6 +44,7 @@ struct Parts {
     scorers: Vec<Scorer>,
     publisher: Option<PublishHandle>,
     decisions: Option<Arc<DecisionStats>>,
+    telemetry: Option<Arc<Telemetry>>,
 }
 
 /// Shared, cloneable registry of what the service is made of right now.
@@ -95,6 +97,10 @@ impl HealthBoard {
         self.parts().decisions = Some(stats);
     }
 
+    pub fn set_telemetry(&self, telemetry: Arc<Telemetry>) {
+        self.parts().telemetry = Some(telemetry);
+    }
+
     /// Shutdown began: `/readyz` answers 503 from now on.
     pub fn set_stopping(&self) {
         self.parts().stopping = true;
@@ -122,7 +128,7 @@ impl HealthBoard {
             cameras,
             mqtt_connected: p.publisher.as_ref().is_some_and(PublishHandle::is_connected),
             scorers,
-            alarms_raised: p.decisions.as_ref().map_or(0, |d| d.alarms_raised.load(Ordering::Relaxed)),
+            alarms_raised: p.telemetry.as_ref().map_or(0, |t| t.alarms_raised()),
             stopping: p.stopping,
             failed: p.failed.clone(),
         }

@@ -33,6 +33,7 @@ use crate::pipeline::scoring::{Batching, ModelIdentity, ScoringStage, ScoringSta
 use crate::publish::{AckStream, MqttPublisher, PublishError};
 use crate::settings::{CameraSettings, ModelSettings, Settings};
 use crate::source::{self, SourceSettings, SourceStatus};
+use crate::telemetry::{Event, Reload, Telemetry};
 use crate::util::supervise::{Exit, Lifetime, Supervisor, TaskHandle};
 
 /// Threads of one stage.
@@ -194,9 +195,9 @@ async fn reload(config_file: &std::path::Path, running: &mut Running, runtime: &
     // A lost notification only delays systemd's view; the reload itself must still happen.
     let _ = svc.notifier.reloading();
     match super::reload::reload(config_file, running, runtime).await {
-        Ok(summary) => info!(changes = %summary, "Reload applied."),
+        Ok(summary) => Reload { outcome: Ok(&summary) }.emit(&svc.telemetry),
         Err(e) => {
-            warn!("Reload refused, the running configuration and models stay: {e}");
+            Reload { outcome: Err(&e) }.emit(&svc.telemetry);
             let _ = svc.notifier.status(&format!("reload refused: {e}"));
         }
     }
@@ -211,6 +212,7 @@ pub(crate) struct Service {
     pub notifier: Notifier,
     pub board: HealthBoard,
     pub metrics: Arc<Metrics>,
+    pub telemetry: Arc<Telemetry>,
     notify_cancel: CancellationToken,
     notify_task: Option<TaskHandle>,
     http_cancel: CancellationToken,
@@ -225,8 +227,10 @@ impl Service {
             warn!("systemd notification unavailable: {e}");
             Notifier::default()
         });
+        let telemetry = Arc::new(Telemetry::default());
         let board = HealthBoard::new();
-        let metrics = Arc::new(Metrics::new());
+        board.set_telemetry(telemetry.clone());
+        let metrics = Arc::new(Metrics::new(telemetry.clone()));
         let http_cancel = CancellationToken::new();
         let server = HealthServer::bind(&settings.config.http.bind, board.clone(), metrics.clone()).await?;
         let http_task =
@@ -242,7 +246,16 @@ impl Service {
             Lifetime::UntilShutdown,
             run_notifier(notifier.clone(), snapshot, timeout, notify_cancel.clone()),
         ));
-        Ok(Service { notifier, board, metrics, notify_cancel, notify_task, http_cancel, http_task })
+        Ok(Service {
+            notifier,
+            board,
+            metrics,
+            telemetry,
+            notify_cancel,
+            notify_task,
+            http_cancel,
+            http_task,
+        })
     }
 
     /// Sends STOPPING=1 and ends the watchdog pings.
@@ -336,6 +349,7 @@ fn start(
         evidence: Some(evidence),
         limiter: EvidenceLimiter::new(min_interval(&cameras)),
         stats: decision_stats,
+        telemetry: svc.telemetry.clone(),
     };
     stage.publish_initial_states();
     let decide = supervisor.thread("decide", Lifetime::UntilShutdown, move || stage.run(decide_rx))?;
@@ -348,6 +362,7 @@ fn start(
     let cancel = CancellationToken::new();
     let mut status = Vec::new();
     let streams = Streams {
+        telemetry: &svc.telemetry,
         cancel: &cancel,
         publisher,
         feeds: &feeds,
@@ -419,6 +434,7 @@ struct Streams<'a> {
     feeds: &'a [(String, Arc<AtomicU64>, String)],
     slots: &'a HashMap<String, ModelSlot>,
     supervisor: &'a Supervisor,
+    telemetry: &'a Arc<Telemetry>,
 }
 
 /// Starts, per model, a scoring thread fed by its cameras' edges, and a source per camera.
@@ -430,7 +446,7 @@ fn start_streams(
     streams: &Streams<'_>,
     tasks: &mut Tasks,
 ) -> Result<(Threads, Threads), DaemonError> {
-    let Streams { cancel, publisher, feeds, slots, board, supervisor } = streams;
+    let Streams { cancel, publisher, feeds, slots, board, supervisor, telemetry } = streams;
     let mut sources = Vec::new();
     let mut scoring = Vec::new();
     for (name, model) in models {
@@ -481,6 +497,7 @@ fn start_streams(
             },
             output: decide_tx.clone(),
             stats: stats.clone(),
+            telemetry: Arc::clone(telemetry),
             swap: slots[&name].swap.clone(),
         };
         scoring.push(supervisor.thread(&stage.thread_name(), Lifetime::MayEnd, move || stage.run())?);

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use prometheus_client::encoding::{text, EncodeLabelSet};
@@ -22,51 +22,12 @@ use prometheus_client::registry::{Registry, Unit};
 use crate::pipeline::scoring::{ModelIdentity, ScoringStats};
 use crate::publish::PublishStats;
 use crate::source::{SourceState, SourceStatus};
+use crate::telemetry::{CameraLabel, DropLabels, DropReason, ModelLabel, Telemetry};
 
 /// `Content-Type` of the classic Prometheus text format, served unless OpenMetrics is asked for.
 pub const PROMETHEUS_TEXT: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 /// `Content-Type` of OpenMetrics text, served when the scraper's `Accept` asks for it.
 pub const OPENMETRICS_TEXT: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-/// Why a frame was never decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DropReason {
-    /// The camera's edge was full and dropped its oldest frame: scoring fell behind. Counted
-    /// from the edge's own counter by [`Metrics::update_camera`]; do not report it by hand.
-    QueueFull,
-    /// The frame did not have the model's input size.
-    WrongSize,
-    /// The batch holding the frame failed to score.
-    ScoreError,
-}
-
-impl DropReason {
-    const ALL: [DropReason; 3] = [DropReason::QueueFull, DropReason::WrongSize, DropReason::ScoreError];
-
-    fn label(self) -> &'static str {
-        match self {
-            DropReason::QueueFull => "queue_full",
-            DropReason::WrongSize => "wrong_size",
-            DropReason::ScoreError => "score_error",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct CameraLabel {
-    camera: String,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct DropLabels {
-    camera: String,
-    reason: &'static str,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ModelLabel {
-    model: String,
-}
 
 /// Labels of the info-style `inspectd_camera_model` gauge (always 1).
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -98,17 +59,16 @@ fn score_histogram() -> Histogram {
 /// Every metric of the daemon, and the registry that encodes them.
 pub struct Metrics {
     registry: Registry,
+    /// The internal events' counters (drops, errors, alarms, reloads).
+    telemetry: Arc<Telemetry>,
     captured: Family<CameraLabel, Counter>,
     scored: Family<CameraLabel, Counter>,
-    dropped: Family<DropLabels, Counter>,
     score: HistogramFamily,
     latency: HistogramFamily,
-    alarms: Family<CameraLabel, Counter>,
     fps: Family<CameraLabel, FloatGauge>,
     streaming: Family<CameraLabel, Gauge>,
     camera_model: Family<CameraModelLabels, Gauge>,
     batches: Family<ModelLabel, Counter>,
-    scoring_errors: Family<ModelLabel, Counter>,
     heartbeat_age: Family<ModelLabel, FloatGauge>,
     mqtt: MqttMetrics,
     ready: Gauge,
@@ -172,26 +132,24 @@ impl MqttMetrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        Metrics::new()
+        Metrics::new(Arc::default())
     }
 }
 
 impl Metrics {
-    /// Registers every metric under the `inspectd_` prefix.
-    pub fn new() -> Metrics {
+    /// Registers every metric, and every counter of `telemetry`, under the `inspectd_` prefix.
+    pub fn new(telemetry: Arc<Telemetry>) -> Metrics {
         let mut m = Metrics {
             registry: Registry::with_prefix("inspectd"),
+            telemetry,
             captured: Family::default(),
             scored: Family::default(),
-            dropped: Family::default(),
             score: Family::new_with_constructor(score_histogram),
             latency: Family::new_with_constructor(latency_histogram),
-            alarms: Family::default(),
             fps: Family::default(),
             streaming: Family::default(),
             camera_model: Family::default(),
             batches: Family::default(),
-            scoring_errors: Family::default(),
             heartbeat_age: Family::default(),
             mqtt: MqttMetrics::default(),
             ready: Gauge::default(),
@@ -205,7 +163,7 @@ impl Metrics {
         let r = &mut self.registry;
         r.register("frames_captured", "Frames the camera's source delivered", self.captured.clone());
         r.register("frames_scored", "Frames scored and decided", self.scored.clone());
-        r.register("frames_dropped", "Frames never decided, by reason", self.dropped.clone());
+        self.telemetry.register(r);
         r.register(
             "score_normalised",
             "Normalised anomaly score of decided frames (0.5 at the threshold, as score_norm)",
@@ -217,16 +175,10 @@ impl Metrics {
             Unit::Seconds,
             self.latency.clone(),
         );
-        r.register("alarms_raised", "Alarms raised", self.alarms.clone());
         r.register("camera_fps", "Frames per second the source delivers now", self.fps.clone());
         r.register("camera_streaming", "1 while the camera's source is streaming", self.streaming.clone());
         r.register("camera_model", "The model scoring each camera (always 1)", self.camera_model.clone());
         r.register("scoring_batches", "Batches scored, per model", self.batches.clone());
-        r.register(
-            "scoring_errors",
-            "Failed batches and rejected frames, per model",
-            self.scoring_errors.clone(),
-        );
         r.register_with_unit(
             "scoring_heartbeat_age",
             "Time since the model's scoring loop last made progress",
@@ -240,15 +192,11 @@ impl Metrics {
     /// The per-frame handle of `camera`; make it once and hand it to the decision stage.
     pub fn camera(&self, camera: &str) -> CameraMetrics {
         let label = CameraLabel { camera: camera.to_string() };
-        let dropped = DropReason::ALL.map(|r| {
-            self.dropped.get_or_create_owned(&DropLabels { camera: camera.to_string(), reason: r.label() })
-        });
+        self.telemetry.add_camera(camera);
         CameraMetrics {
             scored: self.scored.get_or_create_owned(&label),
             score: self.score.get_or_create_owned(&label),
             latency: self.latency.get_or_create_owned(&label),
-            alarms: self.alarms.get_or_create_owned(&label),
-            dropped,
         }
     }
 
@@ -278,7 +226,7 @@ impl Metrics {
         copied.copy(
             format!("dropped/{camera}"),
             edge_dropped,
-            &self.dropped.get_or_create_owned(&queue_full),
+            &self.telemetry.frames_dropped.get_or_create_owned(&queue_full),
         );
     }
 
@@ -288,10 +236,10 @@ impl Metrics {
         let beat = stats.heartbeat_ms.load(Ordering::Relaxed);
         let age = if beat == 0 { f64::NAN } else { stats.since_heartbeat().as_secs_f64() };
         self.heartbeat_age.get_or_create(&label).set(age);
+        self.telemetry.add_model(model);
         let mut copied = self.copied.lock().unwrap_or_else(PoisonError::into_inner);
-        let (batches, errors) = (stats.batches.load(Ordering::Relaxed), stats.errors.load(Ordering::Relaxed));
+        let batches = stats.batches.load(Ordering::Relaxed);
         copied.copy(format!("batches/{model}"), batches, &self.batches.get_or_create_owned(&label));
-        copied.copy(format!("errors/{model}"), errors, &self.scoring_errors.get_or_create_owned(&label));
     }
 
     /// Copies the publisher's counters and connection state.
@@ -328,15 +276,13 @@ impl Metrics {
 }
 
 /// One camera's per-frame metrics: cheap to call from the decision thread (atomic adds and a
-/// short histogram lock, no allocation). Clones share the same series.
+/// short histogram lock, no allocation). Clones share the same series. Drops, errors and
+/// alarms are not here: they are `telemetry` events.
 #[derive(Debug, Clone)]
 pub struct CameraMetrics {
     scored: Counter,
     score: Histogram,
     latency: Histogram,
-    alarms: Counter,
-    /// In [`DropReason::ALL`] order.
-    dropped: [Counter; 3],
 }
 
 impl CameraMetrics {
@@ -347,17 +293,6 @@ impl CameraMetrics {
         // puts the scores users see in result messages into the buckets they expect.
         self.score.observe((f64::from(score_norm) * 1e6).round() / 1e6);
         self.latency.observe(latency.as_secs_f64());
-    }
-
-    /// A frame that will never be decided (not [`DropReason::QueueFull`]: that one is copied
-    /// from the edge).
-    pub fn frame_dropped(&self, reason: DropReason) {
-        let i = DropReason::ALL.iter().position(|r| *r == reason).unwrap_or(0);
-        self.dropped[i].inc();
-    }
-
-    pub fn alarm_raised(&self) {
-        self.alarms.inc();
     }
 }
 

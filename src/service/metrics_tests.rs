@@ -2,7 +2,7 @@ use super::*;
 
 #[test]
 fn copied_counters_advance_by_deltas_and_survive_a_restarted_source() {
-    let m = Metrics::new();
+    let m = Metrics::default();
     let mut status = SourceStatus::starting();
     status.frames = 10;
     m.update_camera("cam1", &status, 2);
@@ -15,13 +15,15 @@ fn copied_counters_advance_by_deltas_and_survive_a_restarted_source() {
 }
 
 #[test]
-fn camera_handle_counts_frames_scores_latency_and_alarms() {
-    let m = Metrics::new();
+fn camera_handle_counts_frames_scores_latency_and_telemetry_events_show_up() {
+    use crate::telemetry::{AlarmRaised, BatchFailed, Event};
+    let telemetry = Arc::new(Telemetry::default());
+    let m = Metrics::new(telemetry.clone());
     let cam = m.camera("cam1");
     cam.observe_result(0.7, Duration::from_millis(30));
     cam.observe_result(0.2, Duration::from_millis(12));
-    cam.alarm_raised();
-    cam.frame_dropped(DropReason::ScoreError);
+    AlarmRaised { camera: "cam1" }.emit(&telemetry);
+    BatchFailed { model: "m", cameras: &["cam1"], error: &"oom" }.emit(&telemetry);
     let text = m.encode(false).expect("encode");
     for line in [
         "inspectd_frames_scored_total{camera=\"cam1\"} 2\n",
@@ -36,7 +38,7 @@ fn camera_handle_counts_frames_scores_latency_and_alarms() {
 
 #[test]
 fn a_reload_replaces_the_camera_model_series() {
-    let m = Metrics::new();
+    let m = Metrics::default();
     let model =
         |id: &str| ModelIdentity { name: "part-a".into(), id: id.into(), sha: "abc".into(), threshold: None };
     m.set_model("cam1", &model("v1"));
@@ -46,4 +48,26 @@ fn a_reload_replaces_the_camera_model_series() {
     assert!(text
         .contains("inspectd_camera_model{camera=\"cam1\",model=\"part-a\",model_id=\"v2\",sha=\"abc\"} 1\n"));
     assert!(text.ends_with("# EOF\n"));
+}
+
+#[test]
+fn every_telemetry_counter_appears_in_the_exposition() {
+    let m = Metrics::default();
+    // Before any event: the series exist at zero once a camera and a model are known.
+    m.camera("cam1");
+    m.update_scorer("m", &ScoringStats::default());
+    let text = m.encode(false).expect("encode");
+    for name in crate::telemetry::COUNTERS {
+        assert!(
+            text.contains(&format!("# TYPE inspectd_{name}_total counter"))
+                || text.contains(&format!("# TYPE inspectd_{name} counter")),
+            "{name} missing:\n{text}"
+        );
+    }
+    for reason in DropReason::ALL {
+        let line =
+            format!("inspectd_frames_dropped_total{{camera=\"cam1\",reason=\"{}\"}} 0\n", reason.label());
+        assert!(text.contains(&line), "{line} missing:\n{text}");
+    }
+    assert!(text.contains("inspectd_evidence_errors_total{camera=\"cam1\"} 0\n"), "{text}");
 }

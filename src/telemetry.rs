@@ -1,0 +1,286 @@
+//! The daemon's internal events (vector's `internal_events` are the model): every drop, error,
+//! alarm and reload is a typed event whose [`Event::emit`] both logs it and counts it, so a
+//! counter cannot exist without its log line, or a log line without its counter, and nothing is
+//! counted in two places. [`Telemetry`] owns the counters; `service::metrics` registers them
+//! for `/metrics` (every name in [`COUNTERS`]).
+
+use std::collections::HashSet;
+use std::fmt::Display;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use tracing::{error, info, warn};
+
+/// Names (under the `inspectd_` prefix, without `_total`) of every counter defined here.
+pub const COUNTERS: &[&str] =
+    &["frames_dropped", "scoring_errors", "alarms_raised", "alarms_not_queued", "evidence_errors", "reloads"];
+
+/// Why a frame was never decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// The camera's edge was full and dropped its oldest frame: scoring fell behind. The edge
+    /// counts these itself (per frame, lock-free); `/metrics` copies its counter.
+    QueueFull,
+    /// The frame did not have the model's input size.
+    WrongSize,
+    /// The batch holding the frame failed to score.
+    ScoreError,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 3] = [DropReason::QueueFull, DropReason::WrongSize, DropReason::ScoreError];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            DropReason::QueueFull => "queue_full",
+            DropReason::WrongSize => "wrong_size",
+            DropReason::ScoreError => "score_error",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct CameraLabel {
+    pub camera: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct DropLabels {
+    pub camera: String,
+    pub reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ModelLabel {
+    pub model: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+/// The counters of the internal events; one per daemon (or replay), shared by its stages.
+#[derive(Default)]
+pub struct Telemetry {
+    pub(crate) frames_dropped: Family<DropLabels, Counter>,
+    scoring_errors: Family<ModelLabel, Counter>,
+    alarms_raised: Family<CameraLabel, Counter>,
+    alarms_not_queued: Family<CameraLabel, Counter>,
+    evidence_errors: Family<CameraLabel, Counter>,
+    reloads: Family<OutcomeLabel, Counter>,
+    /// All cameras together, for the one-line status systemd shows.
+    alarms_raised_total: AtomicU64,
+    /// Cameras whose evidence saving is failing now: logged once per episode, not per frame.
+    evidence_failing: Mutex<HashSet<String>>,
+}
+
+impl Telemetry {
+    /// Registers every counter in [`COUNTERS`].
+    pub fn register(&self, r: &mut Registry) {
+        r.register("frames_dropped", "Frames never decided, by reason", self.frames_dropped.clone());
+        r.register("scoring_errors", "Batches that failed to score, per model", self.scoring_errors.clone());
+        r.register("alarms_raised", "Alarms raised", self.alarms_raised.clone());
+        r.register(
+            "alarms_not_queued",
+            "Raised or cleared alarms the outbox refused (full or unwritable): lost unless logged",
+            self.alarms_not_queued.clone(),
+        );
+        r.register("evidence_errors", "Evidence files that could not be saved", self.evidence_errors.clone());
+        r.register("reloads", "Configuration reloads, by outcome", self.reloads.clone());
+        for outcome in ["applied", "refused"] {
+            drop(self.reloads.get_or_create(&OutcomeLabel { outcome }));
+        }
+    }
+
+    /// Creates a camera's series at zero, so dashboards see them before the first event.
+    pub fn add_camera(&self, camera: &str) {
+        let label = CameraLabel { camera: camera.to_string() };
+        for reason in DropReason::ALL {
+            let labels = DropLabels { camera: camera.to_string(), reason: reason.label() };
+            drop(self.frames_dropped.get_or_create(&labels));
+        }
+        drop(self.alarms_raised.get_or_create(&label));
+        drop(self.alarms_not_queued.get_or_create(&label));
+        drop(self.evidence_errors.get_or_create(&label));
+    }
+
+    pub fn add_model(&self, model: &str) {
+        drop(self.scoring_errors.get_or_create(&ModelLabel { model: model.to_string() }));
+    }
+
+    /// Alarms raised since start, all cameras.
+    pub fn alarms_raised(&self) -> u64 {
+        self.alarms_raised_total.load(Ordering::Relaxed)
+    }
+
+    fn dropped(&self, camera: &str, reason: DropReason) {
+        self.frames_dropped
+            .get_or_create(&DropLabels { camera: camera.to_string(), reason: reason.label() })
+            .inc();
+    }
+}
+
+/// An internal event: logs and counts.
+pub trait Event {
+    fn emit(self, t: &Telemetry);
+}
+
+/// A frame the scorer refused because its size is not the model's.
+pub struct FrameWrongSize<'a> {
+    pub camera: &'a str,
+    pub size: (u32, u32),
+    pub model: (usize, usize),
+}
+
+impl Event for FrameWrongSize<'_> {
+    fn emit(self, t: &Telemetry) {
+        let ((w, h), (mw, mh)) = (self.size, self.model);
+        error!(camera = self.camera, "Frame is {w}x{h}, the model needs {mw}x{mh}; dropped.");
+        t.dropped(self.camera, DropReason::WrongSize);
+    }
+}
+
+/// A batch that failed to score: its frames are dropped.
+pub struct BatchFailed<'a> {
+    pub model: &'a str,
+    pub cameras: &'a [&'a str],
+    pub error: &'a dyn Display,
+}
+
+impl Event for BatchFailed<'_> {
+    fn emit(self, t: &Telemetry) {
+        error!(model = self.model, frames = self.cameras.len(), "Scoring failed: {}", self.error);
+        t.scoring_errors.get_or_create(&ModelLabel { model: self.model.to_string() }).inc();
+        for camera in self.cameras {
+            t.dropped(camera, DropReason::ScoreError);
+        }
+    }
+}
+
+/// An alarm was raised (counted once, here; the alarm line itself is logged by the decision).
+pub struct AlarmRaised<'a> {
+    pub camera: &'a str,
+}
+
+impl Event for AlarmRaised<'_> {
+    fn emit(self, t: &Telemetry) {
+        t.alarms_raised.get_or_create(&CameraLabel { camera: self.camera.to_string() }).inc();
+        t.alarms_raised_total.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The outbox refused an alarm event: the one loss an operator must hear about.
+pub struct AlarmNotQueued<'a> {
+    pub camera: &'a str,
+    pub alarm_id: &'a str,
+    pub error: &'a dyn Display,
+}
+
+impl Event for AlarmNotQueued<'_> {
+    fn emit(self, t: &Telemetry) {
+        error!(camera = self.camera, alarm_id = self.alarm_id, "ALARM NOT QUEUED: {}", self.error);
+        t.alarms_not_queued.get_or_create(&CameraLabel { camera: self.camera.to_string() }).inc();
+    }
+}
+
+/// Evidence could not be saved. Counted every time, logged once per episode.
+pub struct EvidenceFailed<'a> {
+    pub camera: &'a str,
+    pub error: &'a dyn Display,
+}
+
+impl Event for EvidenceFailed<'_> {
+    fn emit(self, t: &Telemetry) {
+        t.evidence_errors.get_or_create(&CameraLabel { camera: self.camera.to_string() }).inc();
+        let first =
+            t.evidence_failing.lock().unwrap_or_else(PoisonError::into_inner).insert(self.camera.into());
+        if first {
+            warn!(
+                camera = self.camera,
+                "Evidence not saved: {}; alarms still go out. Logged once until saving works again \
+                 (inspectd_evidence_errors_total counts every one).",
+                self.error
+            );
+        }
+    }
+}
+
+/// Evidence was saved: ends a failure episode.
+pub struct EvidenceSaved<'a> {
+    pub camera: &'a str,
+}
+
+impl Event for EvidenceSaved<'_> {
+    fn emit(self, t: &Telemetry) {
+        if t.evidence_failing.lock().unwrap_or_else(PoisonError::into_inner).remove(self.camera) {
+            info!(camera = self.camera, "Evidence saving works again.");
+        }
+    }
+}
+
+/// A SIGHUP reload, applied or refused.
+pub struct Reload<'a> {
+    pub outcome: Result<&'a str, &'a dyn Display>,
+}
+
+impl Event for Reload<'_> {
+    fn emit(self, t: &Telemetry) {
+        let outcome = match self.outcome {
+            Ok(changes) => {
+                info!(changes, "Reload applied.");
+                "applied"
+            }
+            Err(e) => {
+                warn!("Reload refused, the running configuration and models stay: {e}");
+                "refused"
+            }
+        };
+        t.reloads.get_or_create(&OutcomeLabel { outcome }).inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exposition(t: &Telemetry) -> String {
+        let mut r = Registry::with_prefix("inspectd");
+        t.register(&mut r);
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &r).unwrap();
+        out
+    }
+
+    #[test]
+    fn events_count_once_where_they_happen() {
+        let t = Telemetry::default();
+        t.add_camera("cam1");
+        t.add_model("m");
+        FrameWrongSize { camera: "cam1", size: (64, 64), model: (128, 128) }.emit(&t);
+        BatchFailed { model: "m", cameras: &["cam1", "cam1"], error: &"oom" }.emit(&t);
+        AlarmRaised { camera: "cam1" }.emit(&t);
+        for _ in 0..3 {
+            EvidenceFailed { camera: "cam1", error: &"disk full" }.emit(&t);
+        }
+        EvidenceSaved { camera: "cam1" }.emit(&t);
+        Reload { outcome: Ok("none") }.emit(&t);
+        let text = exposition(&t);
+        for line in [
+            "inspectd_frames_dropped_total{camera=\"cam1\",reason=\"wrong_size\"} 1",
+            "inspectd_frames_dropped_total{camera=\"cam1\",reason=\"score_error\"} 2",
+            "inspectd_scoring_errors_total{model=\"m\"} 1",
+            "inspectd_alarms_raised_total{camera=\"cam1\"} 1",
+            "inspectd_evidence_errors_total{camera=\"cam1\"} 3",
+            "inspectd_reloads_total{outcome=\"applied\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+        assert_eq!(t.alarms_raised(), 1);
+        assert!(t.evidence_failing.lock().unwrap().is_empty(), "the episode ended");
+    }
+}
