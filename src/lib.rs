@@ -37,6 +37,7 @@
 //! - [`model`]: ONNX Runtime, model bundles, the scorer and its thread.
 //! - [`train`], [`eval`], [`synth`]: fitting, metrics, synthetic defect data.
 //! - [`config`] (as written) and [`settings`] (checked and converted, once), [`source`], [`pipeline`], [`decision`], [`publish`], [`evidence`]: the daemon.
+//! - [`flow`]: frames, edges, verdicts and the model identity: the leaf types below the stages.
 //! - [`telemetry`]: typed internal events (drops, errors, alarms, reloads) that log and count.
 //! - [`cli`]: the command line; `main.rs` only calls it.
 
@@ -46,6 +47,7 @@ pub mod config;
 pub mod decision;
 pub mod eval;
 pub mod evidence;
+pub mod flow;
 pub mod heatmap;
 pub mod input;
 pub mod logging;

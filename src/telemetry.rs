@@ -8,10 +8,12 @@ use std::collections::HashSet;
 use std::fmt::Display;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tracing::{error, info, warn};
 
@@ -241,6 +243,27 @@ impl Event for Reload<'_> {
             }
         };
         t.reloads.get_or_create(&OutcomeLabel { outcome }).inc();
+    }
+}
+
+/// One camera's per-frame metrics: cheap to call from the decision thread (atomic adds and a
+/// short histogram lock, no allocation). Clones share the same series. Drops, errors and
+/// alarms are not here: they are `telemetry` events.
+#[derive(Debug, Clone)]
+pub struct CameraMetrics {
+    pub(crate) scored: Counter,
+    pub(crate) score: Histogram,
+    pub(crate) latency: Histogram,
+}
+
+impl CameraMetrics {
+    /// A decided frame: its normalised score (`score_norm`) and capture-to-verdict latency.
+    pub fn observe_result(&self, score_norm: f32, latency: Duration) {
+        self.scored.inc();
+        // The f32 nearest 0.2 lies above 0.2 as an f64; rounding to the digits an f32 carries
+        // puts the scores users see in result messages into the buckets they expect.
+        self.score.observe((f64::from(score_norm) * 1e6).round() / 1e6);
+        self.latency.observe(latency.as_secs_f64());
     }
 }
 

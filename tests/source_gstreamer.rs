@@ -39,7 +39,7 @@ fn garbage() -> Vec<u8> {
         .collect()
 }
 
-fn pts_ms(frame: &inspectd::pipeline::frame::Frame) -> u128 {
+fn pts_ms(frame: &inspectd::flow::frame::Frame) -> u128 {
     frame.pts.expect("file frames have timestamps").as_millis()
 }
 

@@ -6,7 +6,6 @@
 
 pub mod load;
 pub mod types;
-pub mod validate;
 
 pub use load::{parse, parse_toml, ConfigError, Parsed, Problem};
 pub use types::*;

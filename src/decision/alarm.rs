@@ -21,7 +21,7 @@ use std::time::SystemTime;
 
 use super::event::{unix_ms, AlarmEvent, AlarmKind, AlarmState};
 use crate::config::types::AlarmConfig;
-use crate::pipeline::frame::Verdict;
+use crate::flow::frame::Verdict;
 
 /// One judged frame, as the alarm machine needs it.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -10,7 +10,7 @@ use super::alarm::{AckOutcome, AckTarget, AlarmConfigProblem, AlarmMachine, Obse
 use super::event::{AlarmEvent, AlarmState};
 use super::regions::regions;
 use crate::config::types::AlarmConfig;
-use crate::pipeline::frame::{Region, Verdict};
+use crate::flow::frame::{Region, Verdict};
 
 /// Smallest region reported by default: every pixel over the threshold counts, because the
 /// map is already blurred, so a lone hot pixel is rare and, when it happens, real.

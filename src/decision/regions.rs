@@ -15,7 +15,7 @@
 
 use ndarray::ArrayView2;
 
-use crate::pipeline::frame::Region;
+use crate::flow::frame::Region;
 
 /// Most regions reported for one frame. A noisy map (a dirty lens, a wrong model) can
 /// produce thousands of specks; the strongest few are what an operator looks at, and the

@@ -163,14 +163,14 @@ pub struct Provenance {
     pub batch: Option<usize>,
     /// What the memory bank was averaged over.
     #[serde(default)]
-    pub bank_input: crate::train::fit::BankInput,
+    pub bank_input: BankInput,
     /// The epoch whose parameters the bundle holds (0 = the untrained descriptor), when the
     /// epoch was chosen on the validation set; `None` when all epochs ran without selection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selected_epoch: Option<usize>,
     /// Validation figure after every epoch (held-out good images plus synthetic defects).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub validation: Vec<crate::train::select::EpochRecord>,
+    pub validation: Vec<EpochRecord>,
 }
 
 /// A manifest that parses but makes no sense.
@@ -251,6 +251,43 @@ impl Manifest {
             weights: file("weights.safetensors"),
             threshold: None,
             training: None,
+        }
+    }
+}
+
+/// The images the memory bank is built from.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum BankInput {
+    /// Normalised exactly as in training and inference (cfa.md §3).
+    #[default]
+    Normalised,
+    /// Pixels in [0, 1] without ImageNet normalisation, as anomalib 2.x does by accident.
+    Unnormalised,
+}
+
+/// One point of the validation curve. Epoch 0 is the untrained descriptor.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EpochRecord {
+    pub epoch: usize,
+    /// Mean training loss of the epoch (NaN for epoch 0, which has not trained).
+    pub loss: f32,
+    pub image_auroc: f64,
+    pub pixel_auroc: f64,
+}
+
+impl EpochRecord {
+    /// The validation figure: image AUROC plus pixel AUROC. The image AUROC ranks only a few
+    /// dozen images and jumps by whole steps; the pixel AUROC ranks hundreds of thousands of
+    /// pixels and steadies it. An undefined AUROC counts as the worst.
+    pub fn figure(&self) -> f64 {
+        let v = self.image_auroc + self.pixel_auroc;
+        if v.is_nan() {
+            f64::NEG_INFINITY
+        } else {
+            v
         }
     }
 }

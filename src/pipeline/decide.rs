@@ -11,11 +11,11 @@ use std::time::{Instant, SystemTime};
 
 use tracing::{info, warn};
 
-use super::frame::Verdict;
 use super::scoring::ScoredFrame;
 use crate::config::types::{CameraEvidence, ResultMode, ResultPolicy};
 use crate::decision::{AckTarget, AlarmEvent, AlarmKind, AlarmState, CameraDecision, Decision};
 use crate::evidence::{EvidenceLimiter, EvidencePaths, EvidenceStore};
+use crate::flow::frame::Verdict;
 use crate::publish::messages::{self, AlarmMessage, Evidence, ModelRef, ResultMessage};
 use crate::publish::{AlarmAck, PublishHandle};
 
@@ -40,7 +40,7 @@ pub struct CameraOutputs {
     /// Frames decided so far, for the `every_n` result policy.
     pub decided: u64,
     /// Prometheus series of this camera (absent in tools that do not serve metrics).
-    pub metrics: Option<crate::service::metrics::CameraMetrics>,
+    pub metrics: Option<crate::telemetry::CameraMetrics>,
 }
 
 /// Counters for metrics.

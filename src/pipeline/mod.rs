@@ -1,6 +1,6 @@
 //! The streaming pipeline: sources → bounded edges → batcher → scorer → decisions → outputs.
 
+//! Frames, edges and the model identity they carry live in `crate::flow`, below every stage.
+
 pub mod decide;
-pub mod edge;
-pub mod frame;
 pub mod scoring;

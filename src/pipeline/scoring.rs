@@ -18,26 +18,15 @@ use ndarray::Array2;
 use tracing::info;
 
 use super::decide::DecisionInput;
-use super::edge::{EdgeReceiver, Signal};
-use super::frame::Frame;
 use crate::cfa::preprocess::{normalise_rgb_into, Normalisation};
-use crate::model::manifest::Threshold;
+use crate::flow::edge::{EdgeReceiver, Signal};
+use crate::flow::frame::Frame;
 use crate::model::scorer::{ImageBatch, Scorer};
 
 /// Longest the loop sleeps without frames before reporting an idle heartbeat.
 const IDLE_BEAT: Duration = Duration::from_secs(1);
 
-/// Identity and calibration of a loaded model, shared by every frame it scores.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ModelIdentity {
-    /// Name in the config's `[models]`.
-    pub name: String,
-    /// The bundle's model id.
-    pub id: String,
-    /// First hex digits of the weights' sha256.
-    pub sha: String,
-    pub threshold: Option<Threshold>,
-}
+pub use crate::flow::ModelIdentity;
 
 /// A frame and what the model made of it.
 #[derive(Debug, Clone)]

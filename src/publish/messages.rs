@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::pipeline::frame::{Region, Verdict};
+pub use crate::flow::frame::{Region, Verdict};
 
 /// Version of the payload schema, sent as `"v"` in every message.
 pub const SCHEMA_VERSION: u32 = 1;

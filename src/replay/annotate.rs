@@ -6,8 +6,8 @@ use std::path::Path;
 use image::{Rgb, RgbImage};
 use ndarray::ArrayView2;
 
+use crate::flow::frame::Verdict;
 use crate::heatmap::overlay;
-use crate::pipeline::frame::Verdict;
 use crate::util::video_writer::{VideoWriteError, VideoWriter};
 
 /// The annotated video being written.

@@ -10,9 +10,9 @@ use tracing::warn;
 
 use crate::cfa::preprocess;
 use crate::config::types::Roi;
+use crate::flow::edge::{EdgeSender, Pushed};
+use crate::flow::frame::Frame;
 use crate::input::images;
-use crate::pipeline::edge::{EdgeSender, Pushed};
-use crate::pipeline::frame::Frame;
 use crate::source::{SourceError, VideoReader};
 
 /// One replay input.

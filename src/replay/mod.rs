@@ -30,11 +30,11 @@ use self::output::{
 use crate::config::types::{AlarmConfig, Roi};
 use crate::decision::{AlarmKind, CameraDecision};
 use crate::evidence::EvidenceStore;
+use crate::flow::edge::{edge_with_signal, Overflow, Signal};
+use crate::flow::frame::{Frame, Verdict};
 use crate::model::bundle::Bundle;
 use crate::model::scorer::{ScoreError, Scorer};
 use crate::pipeline::decide::{alarm_message, result_message, DecisionInput};
-use crate::pipeline::edge::{edge_with_signal, Overflow, Signal};
-use crate::pipeline::frame::{Frame, Verdict};
 use crate::pipeline::scoring::{Batching, ModelIdentity, ScoredFrame, ScoringStage, ScoringStats};
 use crate::publish::PublishHandle;
 

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::decision::{AlarmEvent, AlarmKind, Decision};
 use crate::eval::metrics::{auroc, best_f1_threshold, f1_at, quantile};
-use crate::pipeline::frame::{Region, Verdict};
+use crate::flow::frame::{Region, Verdict};
 
 /// One scored frame. Only media time and scores: no wall-clock time, so the same input and
 /// model give byte-identical output.

@@ -10,7 +10,6 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use prometheus_client::encoding::{text, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
@@ -22,6 +21,7 @@ use prometheus_client::registry::{Registry, Unit};
 use crate::pipeline::scoring::{ModelIdentity, ScoringStats};
 use crate::publish::PublishStats;
 use crate::source::{SourceState, SourceStatus};
+pub use crate::telemetry::CameraMetrics;
 use crate::telemetry::{CameraLabel, DropLabels, DropReason, ModelLabel, Telemetry};
 
 /// `Content-Type` of the classic Prometheus text format, served unless OpenMetrics is asked for.
@@ -272,27 +272,6 @@ impl Metrics {
             prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)?;
         }
         Ok(out)
-    }
-}
-
-/// One camera's per-frame metrics: cheap to call from the decision thread (atomic adds and a
-/// short histogram lock, no allocation). Clones share the same series. Drops, errors and
-/// alarms are not here: they are `telemetry` events.
-#[derive(Debug, Clone)]
-pub struct CameraMetrics {
-    scored: Counter,
-    score: Histogram,
-    latency: Histogram,
-}
-
-impl CameraMetrics {
-    /// A decided frame: its normalised score (`score_norm`) and capture-to-verdict latency.
-    pub fn observe_result(&self, score_norm: f32, latency: Duration) {
-        self.scored.inc();
-        // The f32 nearest 0.2 lies above 0.2 as an f64; rounding to the digits an f32 carries
-        // puts the scores users see in result messages into the buckets they expect.
-        self.score.observe((f64::from(score_norm) * 1e6).round() / 1e6);
-        self.latency.observe(latency.as_secs_f64());
     }
 }
 

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::pipeline::edge::EdgeSender;
-use crate::pipeline::frame::Frame;
+use crate::flow::edge::EdgeSender;
+use crate::flow::frame::Frame;
 
 use super::backoff::Backoff;
 use super::error::SourceError;

@@ -8,7 +8,7 @@ use gstreamer as gst;
 use gstreamer_video as gst_video;
 use gstreamer_video::prelude::*;
 
-use crate::pipeline::frame::Frame;
+use crate::flow::frame::Frame;
 
 /// Copies the sample's pixels into a frame. The error says what was wrong with the sample;
 /// callers add the camera or file.

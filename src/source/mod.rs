@@ -1,5 +1,5 @@
 //! Camera sources: GStreamer pipelines that turn a camera, stream or file into
-//! [`Frame`](crate::pipeline::frame::Frame)s at the model's input size (design.md §1, §4).
+//! [`Frame`](crate::flow::frame::Frame)s at the model's input size (design.md §1, §4).
 //!
 //! ```text
 //! pipelines/<kind>.pipeline ─ template.rs (validated placeholders) ─ assemble.rs (parse, set
@@ -29,7 +29,7 @@ mod validate;
 use std::sync::Arc;
 
 use crate::config::types::{Roi, SourceConfig};
-use crate::pipeline::edge::Overflow;
+use crate::flow::edge::Overflow;
 
 pub use camera::{run, spawn, thread_name};
 pub use error::SourceError;

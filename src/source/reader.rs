@@ -12,7 +12,7 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 
 use crate::config::types::{FileSource, Roi, SourceConfig};
-use crate::pipeline::frame::Frame;
+use crate::flow::frame::Frame;
 
 use super::assemble::{assemble, Assembled};
 use super::bus::{self, BusEvent, Failure, Preroll};

@@ -11,8 +11,8 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use tokio_util::sync::CancellationToken;
 
-use crate::pipeline::edge::{EdgeSender, Pushed};
-use crate::pipeline::frame::Frame;
+use crate::flow::edge::{EdgeSender, Pushed};
+use crate::flow::frame::Frame;
 
 use super::assemble::{assemble, Assembled};
 use super::bus::{self, BusEvent, Failure};

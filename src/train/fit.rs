@@ -40,18 +40,7 @@ pub struct FitConfig {
     pub bank_input: BankInput,
 }
 
-/// The images the memory bank is built from.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum BankInput {
-    /// Normalised exactly as in training and inference (cfa.md §3).
-    #[default]
-    Normalised,
-    /// Pixels in [0, 1] without ImageNet normalisation, as anomalib 2.x does by accident.
-    Unnormalised,
-}
+pub use crate::model::manifest::BankInput;
 
 impl Default for FitConfig {
     fn default() -> Self {

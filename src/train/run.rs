@@ -317,7 +317,7 @@ fn capture_live(
     h: u32,
     on: &mut dyn FnMut(TrainEvent),
 ) -> Result<Vec<RgbImage>, TrainError> {
-    use crate::pipeline::edge::{edge, Overflow};
+    use crate::flow::edge::{edge, Overflow};
     use crate::source::{SourceSettings, SourceStatus};
     let settings = SourceSettings {
         camera: live.camera.as_str().into(),

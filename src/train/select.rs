@@ -10,7 +10,6 @@
 
 use image::{GrayImage, RgbImage};
 use ndarray::{Array2, ArrayView2};
-use serde::{Deserialize, Serialize};
 
 use super::features::FeatureCache;
 use super::fit::{StepProgress, Trainer};
@@ -29,29 +28,7 @@ const PIXEL_STRIDE: usize = 2;
 /// Validation images scored per kNN run.
 const BATCH: usize = 8;
 
-/// One point of the validation curve. Epoch 0 is the untrained descriptor.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct EpochRecord {
-    pub epoch: usize,
-    /// Mean training loss of the epoch (NaN for epoch 0, which has not trained).
-    pub loss: f32,
-    pub image_auroc: f64,
-    pub pixel_auroc: f64,
-}
-
-impl EpochRecord {
-    /// The validation figure: image AUROC plus pixel AUROC. The image AUROC ranks only a few
-    /// dozen images and jumps by whole steps; the pixel AUROC ranks hundreds of thousands of
-    /// pixels and steadies it. An undefined AUROC counts as the worst.
-    pub fn figure(&self) -> f64 {
-        let v = self.image_auroc + self.pixel_auroc;
-        if v.is_nan() {
-            f64::NEG_INFINITY
-        } else {
-            v
-        }
-    }
-}
+pub use crate::model::manifest::EpochRecord;
 
 /// The index of the point to keep: the best figure after averaging each point with its
 /// neighbours (epochs e-1, e, e+1, where they exist), so that one lucky epoch on a noisy

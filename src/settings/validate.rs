@@ -1,11 +1,11 @@
 //! Checks that need more than one field: references between sections, names that become
 //! MQTT topic segments, files that must exist. Every problem is collected, not just the first.
-//! Numbers are checked where `crate::settings` converts them.
+//! Numbers are checked where `Settings::from_config` converts them.
 
 use std::net::SocketAddr;
 
-use super::load::Problem;
-use super::types::*;
+use crate::config::types::*;
+use crate::config::Problem;
 use crate::model::runtime::Provider;
 
 /// Ids that become MQTT topic segments and file names: letters, digits, `-` and `_`.

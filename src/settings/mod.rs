@@ -15,6 +15,8 @@ use crate::config::{self, CameraConfig, Config, ConfigError, Parsed, Problem};
 use crate::model::runtime::{Provider, RuntimeSettings};
 use crate::publish::MqttSettings;
 
+pub mod validate;
+
 /// The daemon's settings, converted once from a valid [`Config`].
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -138,7 +140,7 @@ impl Settings {
                 (id.clone(), settings)
             })
             .collect();
-        for problem in config::validate::validate(c) {
+        for problem in validate::validate(c) {
             p.push(problem.key, problem.message);
         }
         match mqtt {
