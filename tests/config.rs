@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use inspectd::config::ConfigError;
 use inspectd::model::runtime::Provider;
 use inspectd::settings::Settings;
+use inspectd::util::rng::SplitMix64;
 
 fn parse(text: &str, file: &Path) -> Result<inspectd::config::Config, ConfigError> {
     Settings::from_toml(text, file).map(|s| s.config)
@@ -212,20 +213,16 @@ fn a_type_error_does_not_hide_an_unknown_key_in_the_same_section() {
     );
 }
 
-/// SplitMix64, so the generated configs are the same on every run.
-struct Rng(u64);
+/// The crate's own seeded generator, so the generated configs are the same on every run.
+struct Rng(SplitMix64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[(self.next() % items.len() as u64) as usize]
+        items[self.0.below(items.len())]
     }
 }
 
@@ -287,7 +284,7 @@ fn generated_configs_are_accepted_or_rejected_with_a_named_key() {
         r#"["gpu"]"#,
         "{}",
     ];
-    let mut rng = Rng(7);
+    let mut rng = Rng(SplitMix64::new(7));
     let (mut accepted, mut rejected) = (0, 0);
     for round in 0..3000 {
         let mut text = BASE.to_string();

@@ -64,10 +64,10 @@ fn analytic_gradient_matches_finite_differences() {
     let mut rng = SplitMix64::new(11);
     let (patches, c_in, c_out, n) = (12, 6, 4, 9);
     let xs: Vec<Array2<f32>> = (0..2)
-        .map(|_| Array2::from_shape_simple_fn((patches, c_in + 2), || rng.next_f32() * 2.0 - 1.0))
+        .map(|_| Array2::from_shape_simple_fn((patches, c_in + 2), || rng.unit() * 2.0 - 1.0))
         .collect();
     let mut w = DescriptorWeights::init(c_in, c_out, 3);
-    let bank = Array2::from_shape_simple_fn((c_out, n), || rng.next_f32() - 0.5);
+    let bank = Array2::from_shape_simple_fn((c_out, n), || rng.unit() - 0.5);
     // A radius where both attraction and repulsion are active for some neighbours.
     let r = 0.55;
     let (lg, phi, index) = evaluate(&xs, &w, &bank, r);

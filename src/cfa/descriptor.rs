@@ -32,7 +32,7 @@ impl DescriptorWeights {
         let fan_in = in_features + 2;
         let bound = 1.0 / (fan_in as f32).sqrt();
         let mut rng = crate::util::rng::SplitMix64::new(seed);
-        let mut uniform = || (rng.next_f32() * 2.0 - 1.0) * bound;
+        let mut uniform = || (rng.unit() * 2.0 - 1.0) * bound;
         let weight = Array2::from_shape_simple_fn((out_channels, fan_in), &mut uniform);
         let bias = Array1::from_shape_simple_fn(out_channels, &mut uniform);
         DescriptorWeights { weight, bias }

@@ -152,7 +152,7 @@ fn load_subject(args: &BenchArgs, runtime: &Runtime) -> anyhow::Result<Subject> 
     let grid = (args.size.div_ceil(4) as usize, args.size.div_ceil(4) as usize);
     let weights = DescriptorWeights::init(c, c, 0);
     let mut rng = SplitMix64::new(1);
-    let bank = Array2::from_shape_simple_fn((c, args.memory), || rng.next_f32() - 0.5);
+    let bank = Array2::from_shape_simple_fn((c, args.memory), || rng.unit() - 0.5);
     Ok(Subject {
         backbone_onnx: bytes,
         shape: GraphShape { channels: desc.channels, grid, k: 3 },
@@ -298,12 +298,12 @@ fn matmul_peak(runtime: &Runtime) -> anyhow::Result<f64> {
         let mut g = Graph::new("peak");
         g.input("a", ElemType::Float, &[Dim::Fixed(n as i64), Dim::Fixed(n as i64)]);
         let mut rng = SplitMix64::new(3);
-        let b: Vec<f32> = (0..n * n).map(|_| rng.next_f32()).collect();
+        let b: Vec<f32> = (0..n * n).map(|_| rng.unit()).collect();
         g.initializer(Tensor::float("b", &[n as i64, n as i64], b)?);
         g.node(Node::new("MatMul", &["a", "b"], &["c"]));
         g.output("c", ElemType::Float, &[Dim::Fixed(n as i64), Dim::Fixed(n as i64)]);
         let (mut session, _) = runtime.session("matmul peak", &Model::new(g).encode())?;
-        let a: Vec<f32> = (0..n * n).map(|_| rng.next_f32()).collect();
+        let a: Vec<f32> = (0..n * n).map(|_| rng.unit()).collect();
         // The best of at least a second of runs: a peak, not a typical value.
         let started = Instant::now();
         let mut i = 0;
@@ -330,7 +330,7 @@ fn sample_png(path: Option<&PathBuf>) -> anyhow::Result<Vec<u8>> {
     }
     let mut rng = SplitMix64::new(9);
     let img = image::RgbImage::from_fn(640, 480, |x, y| {
-        let n = (rng.next_f32() * 24.0) as u32;
+        let n = (rng.unit() * 24.0) as u32;
         image::Rgb([((x / 3 + n) % 256) as u8, ((y / 2 + n) % 256) as u8, ((x + y) / 5 % 256) as u8])
     });
     let mut bytes = Vec::new();

@@ -16,8 +16,7 @@ use crate::heatmap;
 use crate::input::images;
 use crate::model::bundle::Bundle;
 use crate::model::runtime::Runtime;
-use crate::model::scorer::{ImageBatch, Scored, StageTimes};
-use crate::model::worker::ScorerWorker;
+use crate::model::scorer::{ImageBatch, Scored, Scorer, StageTimes};
 
 #[derive(Debug, Args)]
 pub struct ScoreArgs {
@@ -71,14 +70,15 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<ExitCode> {
     let files = expand_inputs(&args.images)?;
     let bundle = Bundle::load(&args.model).context("cannot load the model bundle")?;
     let runtime = Runtime::init(args.runtime.settings())?;
-    let worker = ScorerWorker::spawn(runtime, &bundle, 2)?;
+    // Scored inline: this command has no async runtime and nothing else to overlap with.
+    let mut scorer = Scorer::new(&runtime, &bundle)?;
     if let Some(dir) = &args.heatmap {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create heatmap directory {}", dir.display()))?;
     }
     let mut failures = 0;
     for chunk in files.chunks(args.batch as usize) {
-        failures += score_chunk(&args, &bundle, &worker, chunk)?;
+        failures += score_chunk(&args, &bundle, &mut scorer, chunk)?;
     }
     if failures > 0 {
         error!(failed = failures, total = files.len(), "Some images could not be scored.");
@@ -104,7 +104,7 @@ fn expand_inputs(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
 fn score_chunk(
     args: &ScoreArgs,
     bundle: &Bundle,
-    worker: &ScorerWorker,
+    scorer: &mut Scorer,
     files: &[PathBuf],
 ) -> anyhow::Result<usize> {
     let input = &bundle.manifest.input;
@@ -126,7 +126,7 @@ fn score_chunk(
     }
     let batch = ImageBatch::from_images(&resized, input.width, input.height, &input.normalisation());
     let prep = started.elapsed();
-    let (scored, times) = worker.score_blocking(batch)??;
+    let (scored, times) = scorer.score(&batch)?;
     for ((file, img), result) in ok_files.iter().zip(&resized).zip(&scored) {
         let heatmap = match &args.heatmap {
             Some(dir) => Some(write_heatmap(dir, file, img, result, bundle)?),

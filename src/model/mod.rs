@@ -6,4 +6,3 @@ pub mod manifest;
 pub mod runtime;
 pub mod scorer;
 pub mod tensors;
-pub mod worker;

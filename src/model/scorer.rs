@@ -1,7 +1,8 @@
 //! Runs a bundle: backbone session → descriptor/kNN session → anomaly map on the CPU.
 //!
-//! A [`Scorer`] owns its ONNX Runtime sessions and is used from one thread at a time; the
-//! [`super::worker`] gives it a dedicated thread.
+//! A [`Scorer`] owns its ONNX Runtime sessions and is used from one thread at a time: the
+//! daemon's scoring stage (`pipeline::scoring`) hosts it on its own thread; the command-line
+//! tools call it inline.
 
 use std::time::{Duration, Instant};
 

@@ -22,7 +22,6 @@
 //! it to the broker's last will.
 
 pub mod acks;
-mod backoff;
 pub mod credentials;
 pub mod error;
 mod link;

@@ -23,7 +23,12 @@ use tracing::warn;
 
 use crate::config::{MqttConfig, NodeConfig};
 use crate::publish::acks::{AckStream, AlarmAck, ACK_QUEUE};
-use crate::publish::backoff::{Backoff, INITIAL_DELAY, MAX_DELAY};
+use crate::util::backoff::Backoff;
+
+/// First delay after a connection error.
+const INITIAL_DELAY: Duration = Duration::from_millis(250);
+/// Longest delay between attempts: how long a station may stay offline after the broker is back.
+const MAX_DELAY: Duration = Duration::from_secs(15);
 use crate::publish::error::PublishError;
 use crate::publish::link::Link;
 use crate::publish::messages::{

@@ -17,10 +17,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::publish::acks::{parse_ack, AlarmAck};
-use crate::publish::backoff::Backoff;
 use crate::publish::link::Link;
 use crate::publish::stats::Counters;
 use crate::publish::topics::Topics;
+use crate::util::backoff::Backoff;
 
 /// Whether the loop goes on after an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -18,11 +18,11 @@ use tokio_util::sync::CancellationToken;
 use crate::flow::edge::EdgeSender;
 use crate::flow::frame::Frame;
 
-use super::backoff::Backoff;
 use super::error::SourceError;
 use super::status::{SourceState, SourceStatus, StatusReporter};
 use super::stream::{Feed, Outcome};
 use super::SourceSettings;
+use crate::util::backoff::Backoff;
 
 /// A pipeline that delivered frames this long counts as healthy: the next failure starts the
 /// backoff again from its first step instead of continuing to lengthen it.
@@ -69,7 +69,7 @@ pub fn run(
 fn supervise(mut feed: Feed) {
     let camera = feed.settings.camera.clone();
     tracing::info!(camera = %camera, kind = feed.settings.source.kind(), "Source starting.");
-    let mut retry = Retry { backoff: Backoff::new(), last_failure: None };
+    let mut retry = Retry { backoff: Backoff::new(RECONNECT_FIRST, RECONNECT_MAX), last_failure: None };
     let (state, message) = loop {
         // Each pass tears its pipeline down at the end, after the outcome is published.
         let (outcome, pipeline) = feed.run_pipeline();
@@ -98,6 +98,11 @@ fn supervise(mut feed: Feed) {
     feed.status.set(state, message);
     tracing::info!(camera = %camera, state = ?state, "Source stopped.");
 }
+
+/// First delay after a source failure.
+const RECONNECT_FIRST: Duration = Duration::from_millis(500);
+/// Longest delay, so a camera that comes back is picked up within half a minute.
+const RECONNECT_MAX: Duration = Duration::from_secs(30);
 
 /// Reconnect bookkeeping of a live source.
 struct Retry {

@@ -15,7 +15,6 @@
 //! - [`VideoReader`] is the blocking, offline counterpart for training and replay.
 
 mod assemble;
-mod backoff;
 mod bus;
 mod camera;
 mod convert;

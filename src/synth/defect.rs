@@ -11,8 +11,8 @@ use super::canvas::{Canvas, Coverage};
 use super::kinds::{Category, DefectKind};
 use super::noise::{cos, fbm, mix, scale, sin};
 use super::object::rounded_rect;
-use super::rng::SplitMix64;
 use super::scene::{self, Pose};
+use crate::util::rng::SplitMix64;
 
 const TAU: f32 = std::f32::consts::TAU;
 
@@ -68,7 +68,7 @@ pub(crate) fn polyline_distance(pts: &[(f32, f32)], x: f32, y: f32) -> f32 {
 /// The polyline of a scratch: 2–3 slightly bending segments of `length` in all, centred on
 /// `at`, in a random direction.
 pub(crate) fn scratch_path(at: (f32, f32), length: f32, rng: &mut SplitMix64) -> Vec<(f32, f32)> {
-    let segments = 2 + rng.below(2) as usize;
+    let segments = 2 + rng.below(2);
     let mut angle = rng.range(0.0, TAU);
     let mut p = (at.0 - 0.5 * length * cos(angle), at.1 - 0.5 * length * sin(angle));
     let mut pts = vec![p];
@@ -129,7 +129,7 @@ pub(crate) fn pick_tint(surface: &[[f32; 3]], rng: &mut SplitMix64) -> [f32; 3] 
         let best = TINTS.iter().copied().min_by(|a, b| camouflage(a).total_cmp(&camouflage(b)));
         return best.unwrap_or(TINTS[0]);
     }
-    clear[rng.below(clear.len() as u64) as usize]
+    clear[rng.below(clear.len())]
 }
 
 /// An irregular blob (noise-warped disc) tinted rust, oil, teal, ink or

@@ -5,8 +5,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::rng::tag;
 use super::SynthError;
+use crate::util::rng::tag;
 
 /// A kind of product surface or part; each becomes one MVTec-style category
 /// directory named by [`Category::name`].

@@ -27,7 +27,6 @@ mod kinds;
 mod noise;
 mod object;
 pub mod photo;
-mod rng;
 mod scene;
 mod texture;
 pub mod video;
@@ -40,7 +39,7 @@ use serde::{Deserialize, Serialize};
 pub use dataset::{write_category, DEFECT_INDEX_BASE, DEFECT_INDEX_STRIDE, TEST_GOOD_INDEX_BASE};
 pub use kinds::{Category, DefectKind};
 
-use rng::{tag, SplitMix64};
+use crate::util::rng::{tag, SplitMix64};
 use scene::Pose;
 
 /// Smallest and largest supported image side, in pixels. Below 32 px the

@@ -5,7 +5,7 @@
 //! break byte-identical datasets. Everything here uses only `+ - * /`,
 //! `floor` and `sqrt`, which IEEE 754 defines exactly.
 
-use super::rng::mix64;
+use crate::util::rng::mix64;
 
 const PI: f32 = std::f32::consts::PI;
 const TAU: f32 = std::f32::consts::TAU;

@@ -7,8 +7,8 @@
 
 use super::canvas::Canvas;
 use super::noise::{cos, fbm, mix, scale, sin, smoothstep, value_noise};
-use super::rng::tag;
 use super::scene::Pose;
+use crate::util::rng::tag;
 
 const TAU: f32 = std::f32::consts::TAU;
 

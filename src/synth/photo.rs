@@ -25,8 +25,8 @@ use super::dataset::{create_dir, write_gray, write_rgb};
 use super::defect::{pick_tint, polyline_distance, scratch_path, two_tone, Ellipse};
 use super::noise::{cos, fbm, mix, scale, sin};
 use super::object::rounded_rect;
-use super::rng::{tag, SplitMix64};
 use super::{DefectKind, SynthError};
+use crate::util::rng::{tag, SplitMix64};
 
 const TAU: f32 = std::f32::consts::TAU;
 

@@ -4,8 +4,8 @@ use super::canvas::Canvas;
 use super::kinds::Category;
 use super::noise::{cos, sin};
 use super::object::{self, rounded_rect, PAD_CORNER, PAD_HALF, WASHER_INNER, WASHER_OUTER};
-use super::rng::SplitMix64;
 use super::texture;
+use crate::util::rng::SplitMix64;
 
 const TAU: f32 = std::f32::consts::TAU;
 

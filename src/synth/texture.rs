@@ -6,8 +6,8 @@
 
 use super::canvas::Canvas;
 use super::noise::{cos, fbm, mix, scale, sin, smoothstep, value_noise};
-use super::rng::tag;
 use super::scene::Pose;
+use crate::util::rng::tag;
 
 const PI: f32 = std::f32::consts::PI;
 const TAU: f32 = std::f32::consts::TAU;

@@ -40,7 +40,7 @@ fn seed_plus_plus(points: ArrayView2<f32>, k: usize, seed: u64) -> Array2<f32> {
     for c in 1..k {
         let total: f64 = nearest.iter().map(|&d| d as f64).sum();
         let pick = if total > 0.0 {
-            let mut target = rng.next_f32() as f64 * total;
+            let mut target = rng.unit() as f64 * total;
             nearest.iter().position(|&d| {
                 target -= d as f64;
                 target <= 0.0
@@ -97,7 +97,7 @@ mod tests {
     fn finds_well_separated_clusters() {
         let mut rng = SplitMix64::new(5);
         let truth = [[0.0f32, 0.0], [10.0, 0.0], [0.0, 10.0]];
-        let points = Array2::from_shape_fn((90, 2), |(i, d)| truth[i % 3][d] + rng.next_f32() - 0.5);
+        let points = Array2::from_shape_fn((90, 2), |(i, d)| truth[i % 3][d] + rng.unit() - 0.5);
         let centres = kmeans(points.view(), 3, 1);
         for t in truth {
             let closest =

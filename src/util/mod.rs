@@ -1,5 +1,6 @@
 //! Small helpers shared by several stages.
 
+pub mod backoff;
 pub mod rng;
 pub mod supervise;
 pub mod time;

@@ -1,18 +1,15 @@
-//! Reconnect delays: exponential, capped, with jitter, so a fleet of stations does not hammer a
-//! broker that just came back all at the same instant (thin-edge.io does the same after every
-//! poll error).
+//! Reconnect delays: exponential, capped, with jitter ("equal jitter"), for everything that
+//! reconnects: the MQTT client, so a fleet of stations does not hammer a broker that just came
+//! back all at the same instant (thin-edge.io does the same after every poll error), and live
+//! camera sources, so a line of cameras on one switch that rebooted together does not
+//! reconnect in lockstep.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::util::rng::SplitMix64;
 
-/// First delay after a connection error.
-pub(crate) const INITIAL_DELAY: Duration = Duration::from_millis(250);
-/// Longest delay between attempts: how long a station may stay offline after the broker is back.
-pub(crate) const MAX_DELAY: Duration = Duration::from_secs(15);
-
 #[derive(Debug)]
-pub(crate) struct Backoff {
+pub struct Backoff {
     initial: Duration,
     max: Duration,
     /// Upper bound of the next delay; doubles per failure up to `max`.
@@ -36,7 +33,7 @@ impl Backoff {
     pub fn next_delay(&mut self) -> Duration {
         let ceiling = self.ceiling;
         self.ceiling = (ceiling * 2).min(self.max);
-        ceiling / 2 + ceiling.mul_f32(self.rng.next_f32() / 2.0)
+        ceiling / 2 + ceiling.mul_f32(self.rng.unit() / 2.0)
     }
 
     /// After a connection that held, the next outage starts again with short delays.
@@ -72,7 +69,8 @@ mod tests {
 
     #[test]
     fn different_seeds_spread_clients_apart() {
-        let d = |seed| Backoff::with_seed(INITIAL_DELAY, MAX_DELAY, seed).next_delay();
+        let d =
+            |seed| Backoff::with_seed(Duration::from_millis(250), Duration::from_secs(15), seed).next_delay();
         assert_ne!(d(1), d(2));
     }
 }
