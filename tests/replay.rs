@@ -1,6 +1,8 @@
 //! `inspectd replay` through the real binary: a video encoded from known frames, some with
 //! generated defects.
 
+#[path = "common/broker.rs"]
+mod broker;
 #[path = "common/daemon.rs"]
 mod daemon;
 
@@ -174,4 +176,79 @@ fn image_folders_and_annotated_video_work() {
     assert!(csv.starts_with("input,frame,pts_ms,score"));
     let back: Vec<_> = VideoReader::open(&annotated, None, SIZE, SIZE).unwrap().map(Result::unwrap).collect();
     assert_eq!(back.len(), 6, "the annotated video has every frame");
+}
+
+/// Evidence follows the daemon's policy (the one judge): by default one save per raised alarm,
+/// not one per NG frame as replay used to do.
+#[test]
+fn evidence_is_saved_per_raised_alarm_like_the_daemon() {
+    let f = fixture();
+    let out = f.dir.join("evidence.jsonl");
+    let evidence = f.dir.join("evidence");
+    let _ = std::fs::remove_dir_all(&evidence);
+    let o = replay(&["--evidence", evidence.to_str().unwrap(), f.video.to_str().unwrap()], &out);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows = lines(&out);
+    let ng = rows.iter().filter(|r| r["verdict"] == "NG").count();
+    let raised: Vec<&Value> = rows
+        .iter()
+        .flat_map(|r| r["alarms"].as_array().unwrap())
+        .filter(|a| a["event"] == "raised")
+        .collect();
+    assert_eq!(raised.len(), 2);
+    assert!(ng > raised.len(), "more NG frames ({ng}) than alarms");
+    let mut files = Vec::new();
+    let mut dirs = vec![evidence.clone()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap().map(Result::unwrap) {
+            if e.file_type().unwrap().is_dir() {
+                dirs.push(e.path());
+            } else {
+                files.push(e.path().display().to_string());
+            }
+        }
+    }
+    files.sort();
+    // A frame and its heatmap per raised alarm.
+    assert_eq!(files.len(), 2 * raised.len(), "{files:?}");
+}
+
+/// With `--mqtt`, replay publishes what the daemon publishes for the same frames: results,
+/// alarm events, and the retained `alarm/state` (which it used to leave out), under node
+/// `{node}-replay`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_replay_publishes_alarm_state_like_the_daemon() {
+    let f = fixture();
+    let dir = broker::TestDir::new("replay-mqtt");
+    let broker = broker::Broker::start(&dir);
+    let config = format!(
+        "{}\n[cameras.line]\nmodel = \"washer\"\n[cameras.line.source]\nkind = \"file\"\npath = \"{}\"\n",
+        daemon::config_head("station", &dir.0, broker.port),
+        f.video.display()
+    );
+    let file = dir.path("replay.toml");
+    std::fs::write(&file, config).unwrap();
+    let mut sub = broker::Subscriber::connect(broker.port, "inspectd/station-replay/line/#").await;
+    let out = f.dir.join("mqtt.jsonl");
+    let video = f.video.to_str().unwrap().to_string();
+    let args = ["--mqtt", "--config", file.to_str().unwrap(), "--camera", "line", video.as_str()];
+    let o = tokio::task::block_in_place(|| replay(&args, &out));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got = sub.drain_for(std::time::Duration::from_secs(2)).await;
+    let of = |leaf: &str| -> Vec<Value> {
+        got.iter()
+            .filter(|m| m.topic == format!("inspectd/station-replay/line/{leaf}"))
+            .map(|m| m.json())
+            .collect()
+    };
+    assert_eq!(of("result").len(), 60, "every frame's result");
+    assert!(of("result").iter().all(|r| r["replay"] == true));
+    let alarms = of("alarm");
+    assert_eq!(alarms.iter().filter(|a| a["event"] == "raised").count(), 2, "{alarms:?}");
+    let states = of("alarm/state");
+    for s in &states {
+        broker::assert_valid("alarm_state", s);
+    }
+    assert!(states.iter().any(|s| s["active"] == true), "the raised alarm's state: {states:?}");
+    assert_eq!(states.last().map(|s| s["active"].clone()), Some(Value::Bool(false)), "cleared at the end");
 }

@@ -11,7 +11,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::RuntimeArgs;
-use crate::config::types::AlarmConfig;
+use crate::config::types::{AlarmConfig, CameraEvidence};
 use crate::config::Config;
 use crate::evidence::{EvidenceFormat, EvidenceStore};
 use crate::model::bundle::Bundle;
@@ -67,7 +67,8 @@ pub struct ReplayArgs {
     /// Write the video with heatmap, verdict and score burned in (.mkv or .avi, MJPEG).
     #[arg(long, value_name = "FILE")]
     pub annotate: Option<PathBuf>,
-    /// Save NG frames and heatmap overlays here.
+    /// Save evidence (frame and heatmap overlay) here as the daemon would: with --camera by its
+    /// `[cameras.X.evidence]` policy, otherwise for every raised alarm.
     #[arg(long, value_name = "DIR")]
     pub evidence: Option<PathBuf>,
     /// Publish results and alarms like the daemon, flagged `replay: true`, under node id
@@ -164,6 +165,7 @@ fn settings(
         camera: camera.as_ref().map_or_else(|| "replay".to_string(), |(id, _)| id.clone()),
         roi: camera.as_ref().and_then(|(_, c)| c.roi),
         alarm: camera.as_ref().map_or_else(AlarmConfig::default, |(_, c)| c.alarm),
+        evidence_policy: camera.as_ref().map_or_else(CameraEvidence::default, |(_, c)| c.evidence),
         threshold: args.threshold.or(camera.as_ref().and_then(|(_, c)| c.threshold)),
         pace: args.pace,
         selection: Selection {

@@ -15,3 +15,11 @@ pub use alarm::{validate, AckOutcome, AckTarget, AlarmConfigProblem, AlarmMachin
 pub use camera::{AckReply, CameraDecision, Decision, DecisionError, DEFAULT_MIN_AREA};
 pub use event::{AlarmEvent, AlarmKind, AlarmState};
 pub use regions::{regions, MAX_REGIONS};
+
+/// The threshold precedence, in one place for the daemon, reload and replay: a configured
+/// threshold (`cameras.X.threshold`, or replay's `--threshold`) overrides the model's
+/// calibrated one. Returns the base threshold and the override a [`CameraDecision`] is built
+/// with, or `None` when there is neither.
+pub fn thresholds(calibrated: Option<f32>, configured: Option<f32>) -> Option<(f32, Option<f32>)> {
+    Some((calibrated.or(configured)?, configured))
+}

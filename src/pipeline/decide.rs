@@ -2,7 +2,6 @@
 //! alarm acknowledgements are applied in one order. For each scored frame it decides, publishes
 //! the result (per the result policy), saves evidence and publishes alarm events and state.
 
-use crate::telemetry::{AlarmNotQueued, AlarmRaised, Event, EvidenceFailed, EvidenceSaved, Telemetry};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
@@ -11,13 +10,14 @@ use std::time::{Instant, SystemTime};
 
 use tracing::{info, warn};
 
+use super::judge::{judge, Outputs};
 use super::scoring::ScoredFrame;
 use crate::config::types::{CameraEvidence, ResultMode, ResultPolicy};
-use crate::decision::{AckTarget, AlarmEvent, AlarmKind, AlarmState, CameraDecision, Decision};
-use crate::evidence::{EvidenceLimiter, EvidencePaths, EvidenceStore};
+use crate::decision::{AckTarget, AlarmEvent, AlarmKind, CameraDecision, Decision};
+use crate::evidence::{EvidenceLimiter, EvidencePaths};
 use crate::flow::frame::Verdict;
 use crate::publish::messages::{self, AlarmMessage, Evidence, ModelRef, ResultMessage};
-use crate::publish::{AlarmAck, PublishHandle};
+use crate::publish::AlarmAck;
 
 /// What the decision thread consumes.
 pub enum DecisionInput {
@@ -53,12 +53,10 @@ pub struct DecisionStats {
 /// The decision thread's state.
 pub struct DecisionStage {
     pub cameras: HashMap<String, CameraOutputs>,
-    pub publisher: PublishHandle,
     pub results: ResultPolicy,
-    pub evidence: Option<EvidenceStore>,
     pub limiter: EvidenceLimiter,
     pub stats: Arc<DecisionStats>,
-    pub telemetry: Arc<Telemetry>,
+    pub outputs: Outputs,
 }
 
 impl DecisionStage {
@@ -66,7 +64,7 @@ impl DecisionStage {
     /// run left on the broker: a PLC gateway must not read a previous run's alarm as active.
     pub fn publish_initial_states(&self) {
         for (camera, cam) in &self.cameras {
-            self.publish_state(camera, &cam.decision.state());
+            self.outputs.publish_state(camera, &cam.decision.state());
         }
     }
 
@@ -95,37 +93,19 @@ impl DecisionStage {
             warn!(camera = %camera, "Frame from an unknown camera dropped.");
             return;
         };
-        let d = cam.decision.decide(f.frame.seq, f.score, f.map.view(), f.frame.captured_at);
-        cam.decided += 1;
+        let j = judge(&camera, cam, &f, &self.results, &mut self.limiter, Instant::now());
         cam.last_scored_ms.store(unix_ms(f.scored_at), Ordering::Relaxed);
         self.stats.frames.fetch_add(1, Ordering::Relaxed);
-        let ng = d.verdict == Verdict::Ng;
-        if ng {
+        if j.decision.verdict == Verdict::Ng {
             self.stats.ng.fetch_add(1, Ordering::Relaxed);
         }
-        if wants_result(&self.results, d.verdict, cam.decided) {
-            let msg = result_message(&f, &d);
-            if let Err(e) = self.publisher.publish_result(&camera, &msg) {
-                warn!(camera = %camera, "Result not published: {e}");
-            }
-        }
-        let policy = cam.evidence;
-        let raised = d.alarm.as_ref().is_some_and(|a| a.kind == AlarmKind::Raised);
         if let Some(m) = &cam.metrics {
             m.observe_result(
-                normalised(&f, d.threshold),
+                normalised(&f, j.decision.threshold),
                 f.scored_at.duration_since(f.frame.captured_at).unwrap_or_default(),
             );
         }
-        let keep = (raised && policy.on_alarm)
-            || (ng && policy.every_ng && self.limiter.allow(&camera, Instant::now()));
-        let paths = if keep { self.save_evidence(&f, d.threshold) } else { None };
-        if let Some(event) = &d.alarm {
-            self.publish_alarm(&camera, event, paths);
-        }
-        if let Some(state) = &d.state {
-            self.publish_state(&camera, state);
-        }
+        self.outputs.apply(&camera, &camera, &f, &j);
     }
 
     fn ack(&mut self, a: AlarmAck) {
@@ -137,10 +117,10 @@ impl DecisionStage {
         let reply = cam.decision.acknowledge(&target, SystemTime::now());
         info!(camera = %a.camera, outcome = ?reply.outcome, "Alarm acknowledgement received.");
         if let crate::decision::AckOutcome::Cleared(event) = &reply.outcome {
-            self.publish_alarm(&a.camera, event, None);
+            self.outputs.publish_alarm(&a.camera, event, None);
         }
         if let Some(state) = &reply.state {
-            self.publish_state(&a.camera, state);
+            self.outputs.publish_state(&a.camera, state);
         }
     }
 
@@ -154,57 +134,6 @@ impl DecisionStage {
                 Ok(()) => info!(camera, threshold = d.threshold(), "Threshold updated by reload."),
                 Err(e) => warn!(camera, "Threshold not updated: {e}"),
             }
-        }
-    }
-
-    fn save_evidence(&mut self, f: &ScoredFrame, threshold: f32) -> Option<EvidencePaths> {
-        let store = self.evidence.as_mut()?;
-        let image = f.frame.to_image();
-        let (h, w) = f.map.dim();
-        if (image.width() as usize, image.height() as usize) != (w, h) {
-            return None;
-        }
-        match store.save(
-            &f.frame.camera,
-            f.frame.seq,
-            f.frame.captured_at,
-            &image,
-            f.map.view(),
-            2.0 * threshold,
-        ) {
-            Ok(paths) => {
-                EvidenceSaved { camera: &f.frame.camera }.emit(&self.telemetry);
-                Some(paths)
-            }
-            Err(e) => {
-                EvidenceFailed { camera: &f.frame.camera, error: &e }.emit(&self.telemetry);
-                None
-            }
-        }
-    }
-
-    fn publish_alarm(&self, camera: &str, event: &AlarmEvent, paths: Option<EvidencePaths>) {
-        if event.kind == AlarmKind::Raised {
-            AlarmRaised { camera }.emit(&self.telemetry);
-        }
-        info!(camera, alarm_id = %event.alarm_id, event = ?event.kind, "Alarm.");
-        let msg = alarm_message(event, paths);
-        // Durable: the outbox holds it until the broker acknowledges, across outages and restarts.
-        if let Err(e) = self.publisher.publish_alarm_blocking(camera, &msg) {
-            AlarmNotQueued { camera, alarm_id: &msg.alarm_id, error: &e }.emit(&self.telemetry);
-        }
-    }
-
-    fn publish_state(&self, camera: &str, s: &AlarmState) {
-        let msg = messages::AlarmState {
-            active: s.active,
-            alarm_id: s.alarm_id.clone(),
-            since: s.since.map(messages::timestamp),
-            latched: s.latched,
-            acknowledged: s.acknowledged,
-        };
-        if let Err(e) = self.publisher.publish_alarm_state(camera, &msg) {
-            warn!(camera, "Alarm state not published: {e}");
         }
     }
 }
@@ -228,7 +157,7 @@ pub fn alarm_message(event: &AlarmEvent, paths: Option<EvidencePaths>) -> AlarmM
     }
 }
 
-fn wants_result(policy: &ResultPolicy, verdict: Verdict, decided: u64) -> bool {
+pub(crate) fn wants_result(policy: &ResultPolicy, verdict: Verdict, decided: u64) -> bool {
     match policy.mode {
         ResultMode::All => true,
         ResultMode::Ng => verdict == Verdict::Ng,

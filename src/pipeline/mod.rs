@@ -3,4 +3,5 @@
 //! Frames, edges and the model identity they carry live in `crate::flow`, below every stage.
 
 pub mod decide;
+pub mod judge;
 pub mod scoring;

@@ -27,14 +27,17 @@ use self::input::{Feeder, Input, Selection};
 use self::output::{
     is_defective, label_metrics, Distribution, FrameLine, LabelEntry, LabelMetrics, LineWriter,
 };
-use crate::config::types::{AlarmConfig, Roi};
-use crate::decision::{AlarmKind, CameraDecision};
+use crate::config::types::{AlarmConfig, CameraEvidence, ResultPolicy, Roi};
+use crate::decision::{thresholds, CameraDecision};
+use crate::evidence::EvidenceLimiter;
 use crate::evidence::EvidenceStore;
 use crate::flow::edge::{edge_with_signal, Overflow, Signal};
 use crate::flow::frame::{Frame, Verdict};
 use crate::model::bundle::Bundle;
 use crate::model::scorer::{ScoreError, Scorer};
-use crate::pipeline::decide::{alarm_message, result_message, DecisionInput};
+use crate::pipeline::decide::CameraOutputs;
+use crate::pipeline::decide::DecisionInput;
+use crate::pipeline::judge::{judge, Outputs};
 use crate::pipeline::scoring::{Batching, ModelIdentity, ScoredFrame, ScoringStage, ScoringStats};
 use crate::publish::PublishHandle;
 
@@ -52,6 +55,8 @@ pub struct ReplaySettings {
     pub camera: String,
     pub roi: Option<Roi>,
     pub alarm: AlarmConfig,
+    /// What evidence to save (the config camera's `evidence`, or alarms only).
+    pub evidence_policy: CameraEvidence,
     pub threshold: Option<f32>,
     pub pace: Pace,
     pub selection: Selection,
@@ -121,7 +126,8 @@ pub fn replay(
 ) -> Result<ReplaySummary, ReplayError> {
     let started = Instant::now();
     let (h, w) = scorer.input_size();
-    let threshold = s.threshold.or(bundle.manifest.threshold.as_ref().map(|t| t.image)).ok_or_else(|| {
+    let calibrated = bundle.manifest.threshold.as_ref().map(|t| t.image);
+    let thresholds = thresholds(calibrated, s.threshold).ok_or_else(|| {
         ReplayError::Setup(format!(
             "model {} has no calibrated threshold: pass --threshold or retrain with held-out images",
             bundle.dir.display()
@@ -173,11 +179,11 @@ pub fn replay(
             })
             .collect::<Vec<_>>()
     })?;
-    let mut run = Consumer::new(&s, threshold, w as u32, h as u32)?;
+    let mut run = Consumer::new(&mut s, thresholds, w as u32, h as u32)?;
     let total = estimate_total(&s.inputs);
     for item in scored_rx {
         if let DecisionInput::Frame(f) = item {
-            run.frame(&mut s, *f, writer)?;
+            run.frame(&s, *f, writer)?;
             progress(run.scored, total);
         }
     }
@@ -200,8 +206,12 @@ fn estimate_total(inputs: &[Input]) -> Option<u64> {
 
 /// Per-recording decisions and the accumulating summary, on the calling thread.
 struct Consumer {
-    threshold: f32,
-    decisions: HashMap<String, CameraDecision>,
+    /// Base threshold and override (`decision::thresholds`).
+    thresholds: (f32, Option<f32>),
+    cameras: HashMap<String, CameraOutputs>,
+    outputs: Outputs,
+    results: ResultPolicy,
+    limiter: EvidenceLimiter,
     per_input: Vec<InputSummary>,
     scores: Vec<f32>,
     labels: Vec<bool>,
@@ -210,7 +220,12 @@ struct Consumer {
 }
 
 impl Consumer {
-    fn new(s: &ReplaySettings, threshold: f32, w: u32, h: u32) -> Result<Consumer, ReplayError> {
+    fn new(
+        s: &mut ReplaySettings,
+        thresholds: (f32, Option<f32>),
+        w: u32,
+        h: u32,
+    ) -> Result<Consumer, ReplayError> {
         let annotator = match &s.annotate {
             Some(path) => Some(Annotator::create(path, w, h, 10)?),
             None => None,
@@ -220,9 +235,19 @@ impl Consumer {
             .iter()
             .map(|i| InputSummary { input: i.name(), frames_scored: 0, ng: 0, alarms: 0, error: None })
             .collect();
+        let interval =
+            Duration::try_from_secs_f64(s.evidence_policy.min_interval_s).unwrap_or(Duration::ZERO);
         Ok(Consumer {
-            threshold,
-            decisions: HashMap::new(),
+            thresholds,
+            cameras: HashMap::new(),
+            outputs: Outputs {
+                publisher: s.mqtt.clone(),
+                evidence: s.evidence.take(),
+                telemetry: Arc::default(),
+                replay: true,
+            },
+            results: ResultPolicy::default(),
+            limiter: EvidenceLimiter::new(interval),
             per_input,
             scores: Vec::new(),
             labels: Vec::new(),
@@ -231,58 +256,52 @@ impl Consumer {
         })
     }
 
+    /// The threshold in force (what results and label metrics are measured against).
+    fn threshold(&self) -> f32 {
+        self.thresholds.1.unwrap_or(self.thresholds.0)
+    }
+
     fn frame(
         &mut self,
-        s: &mut ReplaySettings,
+        s: &ReplaySettings,
         f: ScoredFrame,
         writer: &mut LineWriter,
     ) -> Result<(), ReplayError> {
         let input = f.frame.camera.to_string();
         let index = s.inputs.iter().position(|i| i.name() == input).unwrap_or(0);
         let name = if s.inputs.len() > 1 { format!("{}.{index}", s.camera) } else { s.camera.clone() };
-        let decision = match self.decisions.entry(input.clone()) {
+        let cam = match self.cameras.entry(input.clone()) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(v) => v.insert(
-                CameraDecision::new(name.as_str(), self.threshold, s.alarm)
-                    .map_err(|e| ReplayError::Setup(e.to_string()))?,
-            ),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let (base, configured) = self.thresholds;
+                let decision = CameraDecision::new(name.as_str(), base, s.alarm)
+                    .and_then(|d| d.with_threshold_override(configured))
+                    .map_err(|e| ReplayError::Setup(e.to_string()))?;
+                v.insert(CameraOutputs {
+                    decision,
+                    evidence: s.evidence_policy,
+                    last_scored_ms: Arc::default(),
+                    decided: 0,
+                    metrics: None,
+                })
+            }
         };
-        let d = decision.decide(f.frame.seq, f.score, f.map.view(), f.frame.captured_at);
-        let mut msg = result_message(&f, &d);
+        let j = judge(&name, cam, &f, &self.results, &mut self.limiter, Instant::now());
+        let score_norm = j.result.as_ref().map_or(0.0, |r| r.score_norm);
         let pts_ms = f.frame.pts.map_or(0.0, |p| p.as_secs_f64() * 1e3);
-        writer.write(&FrameLine::new(&input, f.frame.seq, pts_ms, msg.score_norm, &d))?;
+        writer.write(&FrameLine::new(&input, f.frame.seq, pts_ms, score_norm, &j.decision))?;
         let summary = &mut self.per_input[index];
         summary.frames_scored += 1;
-        summary.ng += u64::from(d.verdict == Verdict::Ng);
-        summary.alarms += u64::from(d.alarm.as_ref().is_some_and(|a| a.kind == AlarmKind::Raised));
+        summary.ng += u64::from(j.decision.verdict == Verdict::Ng);
+        summary.alarms += u64::from(j.raised());
         self.scored += 1;
         self.scores.push(f.score);
         if let Some(labels) = &s.labels {
             self.labels.push(is_defective(labels, f.frame.seq));
         }
-        let evidence = match (&mut s.evidence, d.verdict) {
-            (Some(store), Verdict::Ng) => store
-                .save(
-                    &name,
-                    f.frame.seq,
-                    f.frame.captured_at,
-                    &f.frame.to_image(),
-                    f.map.view(),
-                    2.0 * d.threshold,
-                )
-                .ok(),
-            _ => None,
-        };
-        if let Some(mqtt) = &s.mqtt {
-            msg.replay = Some(true);
-            let _ = mqtt.publish_result(&s.camera, &msg);
-            if let Some(event) = &d.alarm {
-                let alarm = alarm_message(event, evidence);
-                let _ = mqtt.publish_alarm_blocking(&s.camera, &alarm);
-            }
-        }
+        self.outputs.apply(&s.camera, &name, &f, &j);
         if let Some(a) = &mut self.annotator {
-            a.push(&f.frame.to_image(), f.map.view(), f.score, d.threshold, d.verdict)?;
+            a.push(&f.frame.to_image(), f.map.view(), f.score, j.decision.threshold, j.decision.verdict)?;
         }
         Ok(())
     }
@@ -302,7 +321,8 @@ impl Consumer {
             a.finish()?;
         }
         let wall = started.elapsed().as_secs_f64();
-        let labels = s.labels.as_ref().map(|_| label_metrics(&self.scores, &self.labels, self.threshold));
+        let threshold = self.threshold();
+        let labels = s.labels.as_ref().map(|_| label_metrics(&self.scores, &self.labels, threshold));
         Ok(ReplaySummary {
             model: bundle.manifest.model.id.clone(),
             pace: format!("{:?}", s.pace).to_lowercase(),
@@ -311,7 +331,7 @@ impl Consumer {
             ng_frames: self.per_input.iter().map(|i| i.ng).sum(),
             alarms_raised: self.per_input.iter().map(|i| i.alarms).sum(),
             inputs: self.per_input,
-            threshold: self.threshold,
+            threshold,
             scores: Distribution::of(&self.scores),
             frames_per_second: self.scored as f64 / wall.max(1e-9),
             wall_s: wall,

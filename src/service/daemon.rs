@@ -21,7 +21,7 @@ use super::notify::Notifier;
 use super::status::{report_camera_status, CameraStatusFeed};
 use super::watchdog::run_notifier;
 use crate::config::types::CameraConfig;
-use crate::decision::CameraDecision;
+use crate::decision::{thresholds, CameraDecision};
 use crate::evidence::{EvidenceLimiter, EvidenceStore};
 use crate::flow::edge::{edge_with_signal, EdgeReceiver, Signal};
 use crate::flow::frame::Frame;
@@ -29,6 +29,7 @@ use crate::model::bundle::{Bundle, BundleError};
 use crate::model::runtime::{Runtime, RuntimeError};
 use crate::model::scorer::{ScoreError, Scorer};
 use crate::pipeline::decide::{CameraOutputs, DecisionInput, DecisionStage, DecisionStats};
+use crate::pipeline::judge::Outputs;
 use crate::pipeline::scoring::{Batching, ModelIdentity, ScoringStage, ScoringStats, SwapSlot};
 use crate::publish::{AckStream, MqttPublisher, PublishError};
 use crate::settings::{CameraSettings, ModelSettings, Settings};
@@ -344,12 +345,15 @@ fn start(
     svc.board.set_decisions(decision_stats.clone());
     let stage = DecisionStage {
         cameras: outputs,
-        publisher: publisher.handle(),
         results: config.mqtt.results.clone(),
-        evidence: Some(evidence),
         limiter: EvidenceLimiter::new(min_interval(&cameras)),
         stats: decision_stats,
-        telemetry: svc.telemetry.clone(),
+        outputs: Outputs {
+            publisher: Some(publisher.handle()),
+            evidence: Some(evidence),
+            telemetry: svc.telemetry.clone(),
+            replay: false,
+        },
     };
     stage.publish_initial_states();
     let decide = supervisor.thread("decide", Lifetime::UntilShutdown, move || stage.run(decide_rx))?;
@@ -387,7 +391,8 @@ fn start(
 }
 
 fn camera_outputs(id: &str, cam: &CameraConfig, model: &LoadedModel) -> Result<CameraOutputs, DaemonError> {
-    let threshold = model.identity.threshold.as_ref().map(|t| t.image).or(cam.threshold).ok_or_else(|| DaemonError::Camera {
+    let calibrated = model.identity.threshold.as_ref().map(|t| t.image);
+    let (threshold, configured) = thresholds(calibrated, cam.threshold).ok_or_else(|| DaemonError::Camera {
         camera: id.to_string(),
         reason: format!(
             "model '{}' ({}) has no calibrated threshold: retrain it with held-out images or set cameras.{id}.threshold",
@@ -396,7 +401,7 @@ fn camera_outputs(id: &str, cam: &CameraConfig, model: &LoadedModel) -> Result<C
         ),
     })?;
     let decision = CameraDecision::new(id, threshold, cam.alarm)
-        .and_then(|d| d.with_threshold_override(cam.threshold))
+        .and_then(|d| d.with_threshold_override(configured))
         .map_err(|e| DaemonError::Camera { camera: id.to_string(), reason: e.to_string() })?;
     Ok(CameraOutputs {
         decision,

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use super::daemon::{load_model, LoadedModel, Running};
 use crate::config::{self, Config};
+use crate::decision::thresholds;
 use crate::model::runtime::Runtime;
 use crate::pipeline::decide::DecisionInput;
 use crate::pipeline::scoring::ModelSwap;
@@ -146,12 +147,13 @@ fn apply_model(running: &mut Running, name: &str, model: LoadedModel, next: &Con
 fn retune(running: &Running, id: &str, next: &Config) {
     let cam = &next.cameras[id];
     let identity = &running.models[&cam.model].identity;
-    let Some(model_threshold) = identity.threshold.as_ref().map(|t| t.image).or(cam.threshold) else {
+    let calibrated = identity.threshold.as_ref().map(|t| t.image);
+    let Some((model_threshold, override_threshold)) = thresholds(calibrated, cam.threshold) else {
         return;
     };
     let _ = running.decide_tx.send(DecisionInput::Retune {
         camera: id.to_string(),
         model_threshold,
-        override_threshold: cam.threshold,
+        override_threshold,
     });
 }
