@@ -3,7 +3,7 @@
 //! stage diagram and shutdown order).
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Arc;
@@ -18,6 +18,7 @@ use super::board::HealthBoard;
 use super::health::HealthServer;
 use super::metrics::Metrics;
 use super::notify::Notifier;
+use super::reload::{self, ReloadError};
 use super::status::{report_camera_status, CameraStatusFeed};
 use super::watchdog::run_notifier;
 use crate::config::types::CameraConfig;
@@ -30,7 +31,7 @@ use crate::model::runtime::{Runtime, RuntimeError};
 use crate::model::scorer::{ScoreError, Scorer};
 use crate::pipeline::decide::{CameraOutputs, DecisionInput, DecisionStage, DecisionStats};
 use crate::pipeline::judge::Outputs;
-use crate::pipeline::scoring::{Batching, ModelIdentity, ScoringStage, ScoringStats, SwapSlot};
+use crate::pipeline::scoring::{Batching, ModelIdentity, ModelSwap, ScoringStage, ScoringStats, SwapSlot};
 use crate::publish::{AckStream, MqttPublisher, PublishError};
 use crate::settings::{CameraSettings, ModelSettings, Settings};
 use crate::source::{self, SourceSettings, SourceStatus};
@@ -195,7 +196,7 @@ pub async fn run(
 async fn reload(config_file: &std::path::Path, running: &mut Running, runtime: &Runtime, svc: &Service) {
     // A lost notification only delays systemd's view; the reload itself must still happen.
     let _ = svc.notifier.reloading();
-    match super::reload::reload(config_file, running, runtime).await {
+    match apply_reload(config_file, running, runtime).await {
         Ok(summary) => Reload { outcome: Ok(&summary) }.emit(&svc.telemetry),
         Err(e) => {
             Reload { outcome: Err(&e) }.emit(&svc.telemetry);
@@ -206,6 +207,66 @@ async fn reload(config_file: &std::path::Path, running: &mut Running, runtime: &
         svc.metrics.set_model(id, &running.models[&cam.config.model].identity);
     }
     let _ = svc.notifier.ready();
+}
+
+/// The apply step of a reload: reads the file and the bundles' hashes off the async threads,
+/// asks [`reload::plan`] what changes, loads and warms up every new model before anything is
+/// swapped, then swaps them in and retunes the decision thread without blocking.
+async fn apply_reload(file: &Path, running: &mut Running, runtime: &Runtime) -> Result<String, ReloadError> {
+    let file = file.to_path_buf();
+    let (settings, shas) = tokio::task::spawn_blocking(move || {
+        let settings = Settings::load(&file)?;
+        let shas: BTreeMap<String, Option<String>> =
+            settings.models.iter().map(|(n, m)| (n.clone(), reload::weights_sha(&m.path))).collect();
+        Ok::<_, ReloadError>((settings, shas))
+    })
+    .await
+    .map_err(|e| ReloadError::Model { name: "(all)".into(), reason: e.to_string() })??;
+    let current = running
+        .models
+        .iter()
+        .map(|(n, s)| (n.clone(), reload::RunningModel { path: s.path.clone(), sha: s.identity.sha.clone() }))
+        .collect();
+    let plan = reload::plan(&running.settings.config, &settings.config, &current, &shas)?;
+    let mut loaded = Vec::new();
+    for name in &plan.models {
+        let (rt, path, n) = (runtime.clone(), settings.models[name].path.clone(), name.clone());
+        let model = tokio::task::spawn_blocking(move || load_model(&rt, &n, path))
+            .await
+            .map_err(|e| ReloadError::Model { name: name.clone(), reason: e.to_string() })?
+            .map_err(|e| ReloadError::Model { name: name.clone(), reason: e.to_string() })?;
+        let slot = &running.models[name];
+        if model.scorer.input_size() != slot.input {
+            let reason = format!(
+                "{} takes {:?} images but the running model takes {:?}; a new input size needs a restart",
+                settings.models[name].path.display(),
+                model.scorer.input_size(),
+                slot.input
+            );
+            return Err(ReloadError::Model { name: name.clone(), reason });
+        }
+        loaded.push((name.clone(), model));
+    }
+    for (name, model) in loaded {
+        let slot = running.models.get_mut(&name).expect("model names are unchanged");
+        slot.identity = model.identity.clone();
+        slot.path = settings.models[&name].path.clone();
+        let norm = model.bundle.manifest.input.normalisation();
+        let swap = ModelSwap { scorer: model.scorer, model: model.identity, norm };
+        if let Ok(mut pending) = slot.swap.lock() {
+            *pending = Some(swap);
+        }
+    }
+    for id in &plan.retune {
+        let cam = &settings.config.cameras[id];
+        let calibrated = running.models[&cam.model].identity.threshold.as_ref().map(|t| t.image);
+        if let Some((model_threshold, override_threshold)) = thresholds(calibrated, cam.threshold) {
+            let retune = DecisionInput::Retune { camera: id.clone(), model_threshold, override_threshold };
+            forward(&running.decide_tx, retune).await;
+        }
+    }
+    running.settings = settings;
+    Ok(plan.summary())
 }
 
 /// systemd notification, the health board, metrics and the HTTP endpoint.

@@ -1,19 +1,14 @@
 //! SIGHUP: re-read the config file and the model bundles, and apply what can change without a
-//! gap — replaced bundles (same input size) and camera thresholds. New models are loaded and
-//! warmed up before the swap; on any error nothing changes and the old ones keep running.
-//! Changes that need new pipelines (sources, cameras, MQTT, …) are refused with the keys that
-//! differ, so nothing is half applied.
+//! gap — replaced bundles (same input size) and camera thresholds. This module is the pure
+//! half: [`plan`] compares the running configuration with the next one and says what to load
+//! and retune, or refuses with the keys that need new pipelines (sources, cameras, MQTT, …),
+//! so nothing is half applied. The daemon's small apply step loads the new models off the
+//! async threads, swaps them in and retunes the decision thread without blocking.
 
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 
-use super::daemon::{load_model, LoadedModel, Running};
 use crate::config::{self, Config};
-use crate::decision::thresholds;
-use crate::model::runtime::Runtime;
-use crate::pipeline::decide::DecisionInput;
-use crate::pipeline::scoring::ModelSwap;
-use crate::settings::Settings;
 
 /// Why a reload was refused.
 #[derive(Debug, thiserror::Error)]
@@ -24,35 +19,79 @@ pub enum ReloadError {
     NeedsRestart { keys: String },
     #[error("model '{name}': {reason}")]
     Model { name: String, reason: String },
-    #[error(transparent)]
-    Load(#[from] super::daemon::DaemonError),
 }
 
-/// Applies the config file at `path` to `running`; returns a short description of the changes.
-pub(crate) async fn reload(
-    path: &Path,
-    running: &mut Running,
-    runtime: &Runtime,
-) -> Result<String, ReloadError> {
-    let settings = Settings::load(path)?;
-    let next = &settings.config;
-    let restart = restart_keys(&running.settings.config, next);
+/// A running model, as the plan sees it: its bundle directory and weights hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningModel {
+    pub path: PathBuf,
+    pub sha: String,
+}
+
+/// What a reload does.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Models whose path or bundle changed: load, then swap.
+    pub models: Vec<String>,
+    /// Cameras whose own threshold changed.
+    pub thresholds: Vec<String>,
+    /// Cameras to retune: those above and every camera of a swapped model (its calibrated
+    /// threshold may have changed).
+    pub retune: Vec<String>,
+}
+
+impl Plan {
+    /// A short description for the log: `model part-a, cameras.cam1.threshold`, or `none`.
+    pub fn summary(&self) -> String {
+        let parts: Vec<String> = self
+            .models
+            .iter()
+            .map(|n| format!("model {n}"))
+            .chain(self.thresholds.iter().map(|c| format!("cameras.{c}.threshold")))
+            .collect();
+        if parts.is_empty() {
+            "none".into()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
+/// Compares `old` with `new`. `running` holds the running models; `new_shas` the weights hash
+/// each of `new`'s bundles states (`None`: unreadable, so it is loaded, and refused there).
+pub fn plan(
+    old: &Config,
+    new: &Config,
+    running: &BTreeMap<String, RunningModel>,
+    new_shas: &BTreeMap<String, Option<String>>,
+) -> Result<Plan, ReloadError> {
+    let restart = restart_keys(old, new);
     if !restart.is_empty() {
         return Err(ReloadError::NeedsRestart { keys: restart.join(", ") });
     }
-    let loaded = load_changed_models(runtime, running, next).await?;
-    let mut changes: Vec<String> = loaded.keys().map(|n| format!("model {n}")).collect();
-    for (name, model) in loaded {
-        apply_model(running, &name, model, next);
-    }
-    for (id, cam) in &next.cameras {
-        if cam.threshold != running.settings.config.cameras[id].threshold {
-            retune(running, id, next);
-            changes.push(format!("cameras.{id}.threshold"));
-        }
-    }
-    running.settings = settings;
-    Ok(if changes.is_empty() { "none".into() } else { changes.join(", ") })
+    let models: Vec<String> = new
+        .models
+        .iter()
+        .filter(|(name, m)| {
+            let now = running.get(*name);
+            let sha = new_shas.get(*name).cloned().flatten();
+            now.is_none_or(|r| r.path != m.path || sha.as_deref() != Some(r.sha.as_str()))
+        })
+        .map(|(name, _)| name.clone())
+        .collect();
+    let thresholds: Vec<String> = new
+        .cameras
+        .iter()
+        .filter(|(id, cam)| old.cameras.get(*id).is_some_and(|o| o.threshold != cam.threshold))
+        .map(|(id, _)| id.clone())
+        .collect();
+    let retune: BTreeSet<String> = new
+        .cameras
+        .iter()
+        .filter(|(id, cam)| cam.enabled && (thresholds.contains(id) || models.contains(&cam.model)))
+        .map(|(id, _)| id.clone())
+        .collect();
+    Ok(Plan { models, thresholds, retune: retune.into_iter().collect() })
 }
 
 /// Keys whose change needs new pipelines: everything except model paths/bundles and camera
@@ -90,70 +129,65 @@ fn restart_keys(old: &Config, new: &Config) -> Vec<String> {
     keys
 }
 
-/// Loads every model whose path or bundle contents changed, before anything is swapped.
-async fn load_changed_models(
-    runtime: &Runtime,
-    running: &Running,
-    next: &Config,
-) -> Result<BTreeMap<String, LoadedModel>, ReloadError> {
-    let mut loaded = BTreeMap::new();
-    for (name, m) in &next.models {
-        let slot = &running.models[name];
-        if m.path == slot.path && weights_sha(&m.path).as_deref() == Some(slot.identity.sha.as_str()) {
-            continue;
-        }
-        let (rt, path, n) = (runtime.clone(), m.path.clone(), name.clone());
-        let model = tokio::task::spawn_blocking(move || load_model(&rt, &n, path))
-            .await
-            .map_err(|e| ReloadError::Model { name: name.clone(), reason: e.to_string() })??;
-        if model.scorer.input_size() != slot.input {
-            let reason = format!(
-                "{} takes {:?} images but the running model takes {:?}; a new input size needs a restart",
-                m.path.display(),
-                model.scorer.input_size(),
-                slot.input
-            );
-            return Err(ReloadError::Model { name: name.clone(), reason });
-        }
-        loaded.insert(name.clone(), model);
-    }
-    Ok(loaded)
-}
-
 /// The first 12 hex digits of a bundle's weights hash, as its manifest states it (the files
 /// are verified against it when the bundle is loaded).
-fn weights_sha(dir: &Path) -> Option<String> {
+pub fn weights_sha(dir: &Path) -> Option<String> {
     let manifest = crate::model::bundle::load_manifest(dir).ok()?;
     Some(manifest.weights.sha256.chars().take(12).collect())
 }
 
-fn apply_model(running: &mut Running, name: &str, model: LoadedModel, next: &Config) {
-    let slot = running.models.get_mut(name).expect("model names are unchanged");
-    slot.identity = model.identity.clone();
-    slot.path = next.models[name].path.clone();
-    let norm = model.bundle.manifest.input.normalisation();
-    let swap = ModelSwap { scorer: model.scorer, model: model.identity, norm };
-    if let Ok(mut pending) = slot.swap.lock() {
-        *pending = Some(swap);
-    }
-    let cameras: Vec<String> =
-        next.cameras.iter().filter(|(_, c)| c.model == name).map(|(id, _)| id.clone()).collect();
-    for id in cameras {
-        retune(running, &id, next);
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Sends a camera's new thresholds to the decision thread.
-fn retune(running: &Running, id: &str, next: &Config) {
-    let cam = &next.cameras[id];
-    let identity = &running.models[&cam.model].identity;
-    let calibrated = identity.threshold.as_ref().map(|t| t.image);
-    let Some((model_threshold, override_threshold)) = thresholds(calibrated, cam.threshold) else {
-        return;
-    };
-    let _ = running.decide_tx.send(DecisionInput::Retune {
-        camera: id.to_string(),
-        model_threshold,
-        override_threshold,
-    });
+    fn config(threshold: Option<f32>, path: &str, pattern: &str) -> Config {
+        let mut c = config::parse_toml(
+            &format!(
+                "[node]\nid = \"n\"\n[models.m]\npath = \"{path}\"\n[cameras.c]\nmodel = \"m\"\n\
+                 [cameras.c.source]\nkind = \"test\"\npattern = \"{pattern}\"\n"
+            ),
+            Path::new("t.toml"),
+        )
+        .unwrap()
+        .config;
+        c.cameras.get_mut("c").unwrap().threshold = threshold;
+        c
+    }
+
+    fn running(path: &str, sha: &str) -> BTreeMap<String, RunningModel> {
+        BTreeMap::from([("m".to_string(), RunningModel { path: path.into(), sha: sha.into() })])
+    }
+
+    fn shas(sha: Option<&str>) -> BTreeMap<String, Option<String>> {
+        BTreeMap::from([("m".to_string(), sha.map(String::from))])
+    }
+
+    #[test]
+    fn nothing_changed_is_an_empty_plan() {
+        let c = config(None, "/m", "smpte");
+        let p = plan(&c, &c, &running("/m", "abc"), &shas(Some("abc"))).unwrap();
+        assert_eq!(p, Plan::default());
+        assert_eq!(p.summary(), "none");
+    }
+
+    #[test]
+    fn new_weights_or_path_reload_the_model_and_retune_its_cameras() {
+        let c = config(None, "/m", "smpte");
+        let p = plan(&c, &c, &running("/m", "abc"), &shas(Some("def"))).unwrap();
+        assert_eq!((p.models.clone(), p.retune.clone()), (vec!["m".to_string()], vec!["c".to_string()]));
+        let moved = config(None, "/m2", "smpte");
+        assert_eq!(plan(&c, &moved, &running("/m", "abc"), &shas(Some("abc"))).unwrap().models, vec!["m"]);
+        assert_eq!(plan(&c, &c, &running("/m", "abc"), &shas(None)).unwrap().models, vec!["m"], "unreadable");
+    }
+
+    #[test]
+    fn a_threshold_change_retunes_only_and_a_source_change_needs_a_restart() {
+        let (old, new) = (config(None, "/m", "smpte"), config(Some(0.5), "/m", "smpte"));
+        let p = plan(&old, &new, &running("/m", "abc"), &shas(Some("abc"))).unwrap();
+        assert_eq!((p.models.len(), p.retune.clone()), (0, vec!["c".to_string()]));
+        assert_eq!(p.summary(), "cameras.c.threshold");
+        let err = plan(&old, &config(None, "/m", "ball"), &running("/m", "abc"), &shas(Some("abc")))
+            .expect_err("a new source");
+        assert!(err.to_string().contains("cameras.c"), "{err}");
+    }
 }
