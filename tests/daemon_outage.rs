@@ -24,6 +24,8 @@ struct Alarms {
     distinct: Vec<String>,
     /// `started_at` of every raise, as received.
     raised_at: Vec<String>,
+    /// `alarm_id:event` of every message, duplicates included.
+    received: Vec<String>,
 }
 
 impl Alarms {
@@ -34,6 +36,7 @@ impl Alarms {
         if json["event"] == "raised" {
             self.raised_at.push(json["started_at"].as_str().unwrap().to_string());
         }
+        self.received.push(key.clone());
         if !self.distinct.contains(&key) {
             self.distinct.push(key);
         }
@@ -195,4 +198,77 @@ clear_after = 1
         all[..],
         "the first run's survivors first, then the second run's"
     );
+}
+
+/// Five faults during a live alarm stream: the broker restarted three times, then the daemon
+/// stopped with SIGTERM and killed with SIGKILL, each time started again. A PLC gateway with a
+/// persistent session gets every alarm event of all three runs, in order; only the one in
+/// flight when SIGKILL hit may come twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_faults_lose_no_alarm_and_duplicate_at_most_the_one_in_flight_at_sigkill() {
+    const NODE5: &str = "outage5";
+    let dir = TestDir::new("daemon-five-faults");
+    let video = dir.path("line.avi");
+    tokio::task::block_in_place(|| {
+        washer_model();
+        washer_video(&video, 30, 10, vec![(0, 0), (5, 3), (15, 3), (25, 3)]);
+    });
+    let persistence =
+        format!("persistence true\npersistence_location {}/\nallow_anonymous true\n", dir.0.display());
+    let mut broker = Broker::start_with(&dir, &persistence);
+    let mut gateway =
+        Subscriber::connect_as(broker.port, &format!("inspectd/{NODE5}/+/alarm"), Some("plc-gateway-5"))
+            .await;
+    let config = format!(
+        r#"{head}
+[cameras.{CAMERA}]
+model = "washer"
+[cameras.{CAMERA}.source]
+kind = "file"
+path = "{video}"
+realtime = true
+loop = true
+[cameras.{CAMERA}.alarm]
+k = 1
+n = 1
+clear_after = 1
+"#,
+        head = config_head(NODE5, &dir.0, broker.port)
+            .replace("shutdown_deadline_s = 5.0", "shutdown_deadline_s = 2.0"),
+        video = video.display()
+    );
+    let mut alarms = Alarms::default();
+    let mut run1 = Daemon::start(&dir.0, "run1", &config);
+    wait_generated(&run1, 1, 30 * SECOND).await;
+    for _ in 0..3 {
+        tokio::task::block_in_place(|| broker.stop());
+        tokio::time::sleep(2 * SECOND).await;
+        tokio::task::block_in_place(|| broker.restart());
+        let count = generated(&run1).len();
+        wait_generated(&run1, count + 1, 10 * SECOND).await;
+    }
+    assert_eq!(tokio::task::block_in_place(|| run1.signal_and_wait("TERM", 10 * SECOND)), Some(0));
+    let mut all = generated(&run1);
+
+    let mut run2 = Daemon::start(&dir.0, "run2", &config);
+    wait_generated(&run2, 2, 30 * SECOND).await;
+    tokio::task::block_in_place(|| run2.signal_and_wait("KILL", 10 * SECOND));
+    all.extend(generated(&run2));
+
+    let run3 = Daemon::start(&dir.0, "run3", &config);
+    let third = wait_generated(&run3, 2, 30 * SECOND).await;
+    all.extend(third);
+    alarms.until_all(&mut gateway, &all, 30 * SECOND).await;
+    for msg in gateway.drain_for(2 * SECOND).await {
+        if msg.topic.ends_with("/alarm") {
+            alarms.add(&msg);
+        }
+    }
+    assert_eq!(alarms.distinct[..all.len()], all[..], "every alarm event of the three runs, in order");
+    let mut counts = std::collections::BTreeMap::new();
+    for key in &alarms.received {
+        *counts.entry(key.clone()).or_insert(0) += 1;
+    }
+    let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.len() <= 1, "only the alarm in flight at SIGKILL may come twice: {twice:?}");
 }

@@ -121,13 +121,16 @@ impl Outputs {
         if event.kind == AlarmKind::Raised {
             AlarmRaised { camera }.emit(&self.telemetry);
         }
-        tracing::info!(camera, alarm_id = %event.alarm_id, event = ?event.kind, "Alarm.");
-        let Some(publisher) = &self.publisher else { return };
-        let msg = alarm_message(event, paths);
-        // Durable: the outbox holds it until the broker acknowledges, across outages and restarts.
-        if let Err(e) = publisher.publish_alarm_blocking(camera, &msg) {
-            AlarmNotQueued { camera, alarm_id: &msg.alarm_id, error: &e }.emit(&self.telemetry);
+        if let Some(publisher) = &self.publisher {
+            let msg = alarm_message(event, paths);
+            // Durable: the outbox holds it until the broker acknowledges, across outages and
+            // restarts. Logged after the store, so a logged alarm is one that was kept (or
+            // refused, said above it).
+            if let Err(e) = publisher.publish_alarm_blocking(camera, &msg) {
+                AlarmNotQueued { camera, alarm_id: &msg.alarm_id, error: &e }.emit(&self.telemetry);
+            }
         }
+        tracing::info!(camera, alarm_id = %event.alarm_id, event = ?event.kind, "Alarm.");
     }
 
     /// The retained `alarm/state`.
