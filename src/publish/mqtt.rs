@@ -24,6 +24,7 @@ use tracing::warn;
 use crate::config::{MqttConfig, NodeConfig};
 use crate::publish::acks::{AckStream, AlarmAck, ACK_QUEUE};
 use crate::util::backoff::Backoff;
+use crate::util::supervise::{Lifetime, Supervisor};
 
 /// First delay after a connection error.
 const INITIAL_DELAY: Duration = Duration::from_millis(250);
@@ -130,13 +131,15 @@ impl MqttPublisher {
         outbox_dir: &Path,
     ) -> Result<(MqttPublisher, AckStream), PublishError> {
         let settings = MqttSettings::new(cfg, node).map_err(|mut errors| errors.remove(0))?;
-        MqttPublisher::start_with(&settings, outbox_dir)
+        MqttPublisher::start_with(&settings, outbox_dir, None)
     }
 
-    /// [`MqttPublisher::start`] with settings already converted (the daemon's path).
+    /// [`MqttPublisher::start`] with settings already converted (the daemon's path); with a
+    /// supervisor, its two loops are registered as `mqtt-poll` and `mqtt-publish`.
     pub fn start_with(
         settings: &MqttSettings,
         outbox_dir: &Path,
+        supervisor: Option<&Supervisor>,
     ) -> Result<(MqttPublisher, AckStream), PublishError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| PublishError::NoRuntime)?;
         let topics = settings.topics.clone();
@@ -166,9 +169,17 @@ impl MqttPublisher {
         let cancel = CancellationToken::new();
         let poll = shared.poll_loop(eventloop, acks_tx, cancel.clone(), settings.broker.clone());
         let publish = shared.publish_loop(client, results_rx, shutdown_rx, statuses, settings.result_qos);
+        let watch = |name| supervisor.map(|s| s.watch(name, Lifetime::UntilShutdown));
+        let (poll_watch, publish_watch) = (watch("mqtt-poll"), watch("mqtt-publish"));
         let tasks = Tasks {
-            poll: Some(runtime.spawn(poll.run())),
-            publish: Some(runtime.spawn(publish.run())),
+            poll: Some(runtime.spawn(async move {
+                let _watch = poll_watch;
+                poll.run().await
+            })),
+            publish: Some(runtime.spawn(async move {
+                let _watch = publish_watch;
+                publish.run().await
+            })),
             cancel,
         };
         let publisher = MqttPublisher { handle: PublishHandle { shared }, shutdown: shutdown_tx, tasks };

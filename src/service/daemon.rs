@@ -146,8 +146,11 @@ pub async fn run(
     let mut svc = Service::start(&settings, &supervisor).await?;
     let runtime = Runtime::init(settings.runtime.clone())?;
     let models = load_models(&runtime, &settings.models).await?;
-    let (publisher, acks) =
-        MqttPublisher::start_with(&settings.mqtt, &settings.node.state_dir.join("outbox"))?;
+    let (publisher, acks) = MqttPublisher::start_with(
+        &settings.mqtt,
+        &settings.node.state_dir.join("outbox"),
+        Some(&supervisor),
+    )?;
     svc.board.set_publisher(publisher.handle());
     let mut running = start(settings, models, &publisher, acks, &svc, supervisor.clone())?;
     svc.board.set_models_loaded(true);

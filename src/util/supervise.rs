@@ -87,6 +87,13 @@ impl Supervisor {
         TaskHandle { abort, watcher: tokio::sync::Mutex::new(Some(watcher)) }
     }
 
+    /// Registers a task someone else spawns and joins (the MQTT publisher's loops): move the
+    /// returned [`Watch`] into its future. Its end is reported when the watch is dropped, as a
+    /// failure if that happens while panicking; an aborted task ends normally.
+    pub fn watch(&self, name: &str, lifetime: Lifetime) -> Watch {
+        Watch(Some(self.enter(name, lifetime)))
+    }
+
     fn enter(&self, name: &str, lifetime: Lifetime) -> ExitGuard {
         *self.running.lock().unwrap_or_else(PoisonError::into_inner).entry(name.to_string()).or_default() +=
             1;
@@ -114,6 +121,17 @@ impl TaskHandle {
     pub async fn finished_ref(&self) {
         if let Some(watcher) = self.watcher.lock().await.take() {
             let _ = watcher.await;
+        }
+    }
+}
+
+/// See [`Supervisor::watch`].
+pub struct Watch(Option<ExitGuard>);
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if let Some(guard) = self.0.take() {
+            guard.exit(std::thread::panicking().then(|| "panicked".to_string()));
         }
     }
 }
@@ -196,5 +214,15 @@ mod tests {
         assert!(s.running().is_empty());
         s.task("status", Lifetime::MayEnd, async { panic!("oops") });
         assert_eq!(exits.recv().await.unwrap().failure.as_deref(), Some("panicked: oops"));
+        let watch = s.watch("mqtt-poll", Lifetime::MayEnd);
+        let task = tokio::spawn(async move {
+            let _watch = watch;
+            panic!("lost");
+        });
+        assert!(task.await.unwrap_err().is_panic());
+        assert_eq!(
+            exits.recv().await.unwrap(),
+            Exit { stage: "mqtt-poll".into(), failure: Some("panicked".into()) }
+        );
     }
 }
