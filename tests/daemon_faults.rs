@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use broker::{Broker, Subscriber, TestDir};
-use daemon::{config_head, logged_alarms, strip_ansi, washer_model, washer_video, Daemon};
+use daemon::{config_head, logged_alarms, strip_ansi, test_camera, washer_model, washer_video, Daemon};
 
 const SECOND: Duration = Duration::from_secs(1);
 const CAMERA: &str = "line";
@@ -198,10 +198,7 @@ async fn a_corrupted_outbox_entry_is_moved_aside_and_the_others_are_sent() {
     let broker = Broker::start(&dir);
     let mut sub = Subscriber::connect(broker.port, &format!("inspectd/{node}/{CAMERA}/alarm")).await;
     // Another camera, so that nothing but the stored alarms reaches line/alarm.
-    let second = format!(
-        "{}\n[cameras.idle]\nmodel = \"washer\"\n[cameras.idle.source]\nkind = \"test\"\nfps = 1\nwidth = 128\nheight = 128\n",
-        config_head(node, &dir.0, broker.port)
-    );
+    let second = format!("{}{}", config_head(node, &dir.0, broker.port), test_camera("idle", 1));
     let mut d2 = Daemon::start(&dir.0, "run2", &second);
     let mut delivered = Vec::new();
     while delivered.len() < 5 {

@@ -105,24 +105,25 @@ fn outbox(dir: &TestDir) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn alarms_raised_while_the_broker_is_down_arrive_in_order_also_across_a_daemon_restart() {
-    let dir = TestDir::new("daemon-outage");
+/// A 3 s loop with a defect every second (a stain, a hole, a foreign patch; the empty first
+/// episode skips the scratch, which the small test model scores near its threshold), and a
+/// broker whose persistence keeps the gateway's session, and what is queued for it, across
+/// restarts.
+fn line_and_broker(dir: &TestDir) -> (Broker, std::path::PathBuf) {
     let video = dir.path("line.avi");
     tokio::task::block_in_place(|| {
         washer_model();
-        // A 3 s loop with a defect every second (a stain, a hole, a foreign patch; the empty
-        // first episode skips the scratch, which the small test model scores near its
-        // threshold): with k = 1 and clear_after = 1 that is a raise and a clear per second.
         washer_video(&video, 30, 10, vec![(0, 0), (5, 3), (15, 3), (25, 3)]);
     });
-    // Persistence keeps the gateway's session, and what is queued for it, across restarts.
     let persistence =
         format!("persistence true\npersistence_location {}/\nallow_anonymous true\n", dir.0.display());
-    let mut broker = Broker::start_with(&dir, &persistence);
-    let mut gateway =
-        Subscriber::connect_as(broker.port, &format!("inspectd/{NODE}/#"), Some("plc-gateway")).await;
-    let config = format!(
+    (Broker::start_with(dir, &persistence), video)
+}
+
+/// The line camera playing `video` in a loop at its frame rate; with k = 1 and clear_after = 1
+/// that is a raise and a clear per second.
+fn line_config(node: &str, dir: &TestDir, port: u16, video: &std::path::Path, deadline_s: f64) -> String {
+    format!(
         r#"{head}
 [cameras.{CAMERA}]
 model = "washer"
@@ -136,11 +137,20 @@ k = 1
 n = 1
 clear_after = 1
 "#,
-        // Short, so the shutdown during the outage below gives up on the broker quickly.
-        head = config_head(NODE, &dir.0, broker.port)
-            .replace("shutdown_deadline_s = 5.0", "shutdown_deadline_s = 1.0"),
+        head = config_head(node, &dir.0, port)
+            .replace("shutdown_deadline_s = 5.0", &format!("shutdown_deadline_s = {deadline_s:.1}")),
         video = video.display()
-    );
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alarms_raised_while_the_broker_is_down_arrive_in_order_also_across_a_daemon_restart() {
+    let dir = TestDir::new("daemon-outage");
+    let (mut broker, video) = line_and_broker(&dir);
+    let mut gateway =
+        Subscriber::connect_as(broker.port, &format!("inspectd/{NODE}/#"), Some("plc-gateway")).await;
+    // Short, so the shutdown during the outage below gives up on the broker quickly.
+    let config = line_config(NODE, &dir, broker.port, &video, 1.0);
     let mut first = Daemon::start(&dir.0, "first", &config);
     let mut alarms = Alarms::default();
     let flowing = wait_generated(&first, 1, 30 * SECOND).await;
@@ -208,35 +218,11 @@ clear_after = 1
 async fn five_faults_lose_no_alarm_and_duplicate_at_most_the_one_in_flight_at_sigkill() {
     const NODE5: &str = "outage5";
     let dir = TestDir::new("daemon-five-faults");
-    let video = dir.path("line.avi");
-    tokio::task::block_in_place(|| {
-        washer_model();
-        washer_video(&video, 30, 10, vec![(0, 0), (5, 3), (15, 3), (25, 3)]);
-    });
-    let persistence =
-        format!("persistence true\npersistence_location {}/\nallow_anonymous true\n", dir.0.display());
-    let mut broker = Broker::start_with(&dir, &persistence);
+    let (mut broker, video) = line_and_broker(&dir);
     let mut gateway =
         Subscriber::connect_as(broker.port, &format!("inspectd/{NODE5}/+/alarm"), Some("plc-gateway-5"))
             .await;
-    let config = format!(
-        r#"{head}
-[cameras.{CAMERA}]
-model = "washer"
-[cameras.{CAMERA}.source]
-kind = "file"
-path = "{video}"
-realtime = true
-loop = true
-[cameras.{CAMERA}.alarm]
-k = 1
-n = 1
-clear_after = 1
-"#,
-        head = config_head(NODE5, &dir.0, broker.port)
-            .replace("shutdown_deadline_s = 5.0", "shutdown_deadline_s = 2.0"),
-        video = video.display()
-    );
+    let config = line_config(NODE5, &dir, broker.port, &video, 2.0);
     let mut alarms = Alarms::default();
     let mut run1 = Daemon::start(&dir.0, "run1", &config);
     wait_generated(&run1, 1, 30 * SECOND).await;

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use broker::{Broker, Subscriber, TestDir};
-use daemon::{config_head, washer_video, Daemon};
+use daemon::{config_head, test_camera, washer_video, Daemon};
 
 const SECOND: Duration = Duration::from_secs(1);
 const PORT_ENV: &str = "INSPECTD_TEST_RTSP_PORT";
@@ -81,17 +81,9 @@ kind = "rtsp"
 url = "rtsp://127.0.0.1:{port}/line"
 transport = "tcp"
 latency_ms = 50
-
-[cameras.live]
-model = "washer"
-[cameras.live.source]
-kind = "test"
-fps = 5
-width = 128
-height = 128
 "#,
         head = config_head(node, &dir.0, broker.port)
-    );
+    ) + &test_camera("live", 5);
     let mut sub = Subscriber::connect(broker.port, &format!("inspectd/{node}/+/+")).await;
     let _daemon = Daemon::start(&dir.0, node, &config);
     let state = |m: &broker::Received, camera: &str, s: &str| {

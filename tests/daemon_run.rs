@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use broker::{assert_valid, Broker, Received, Subscriber, TestDir};
-use daemon::{config_head, logged_alarms, strip_ansi, washer_model, washer_video, Daemon};
+use daemon::{config_head, logged_alarms, strip_ansi, test_camera, washer_model, washer_video, Daemon};
 use serde_json::Value;
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -421,22 +421,9 @@ clear_after = 3
 #[test]
 fn a_required_provider_that_is_missing_stops_the_daemon() {
     let dir = TestDir::new("daemon-required-provider");
-    let config = format!(
-        r#"{head}
-[runtime]
-required_providers = ["cuda"]
-
-[cameras.cam]
-model = "washer"
-[cameras.cam.source]
-kind = "test"
-fps = 5
-width = 128
-height = 128
-"#,
-        // No broker is needed: the daemon must stop before it publishes anything.
-        head = config_head("required", &dir.0, 1)
-    );
+    // No broker is needed: the daemon must stop before it publishes anything.
+    let head = config_head("required", &dir.0, 1);
+    let config = format!("{head}\n[runtime]\nrequired_providers = [\"cuda\"]\n{}", test_camera("cam", 5));
     let mut daemon = Daemon::start(&dir.0, "required", &config);
     let code = daemon.signal_and_wait("0", 60 * SECOND);
     let log = strip_ansi(&daemon.log());

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use broker::{assert_valid, Broker, Subscriber, TestDir};
-use daemon::{config_head, strip_ansi};
+use daemon::{config_head, strip_ansi, test_camera};
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -44,17 +44,7 @@ async fn a_dead_stage_fails_health_stops_the_watchdog_says_error_and_exits_non_z
     let http = free_port();
     let head = config_head(node, &dir.0, broker.port)
         .replace("bind = \"\"", &format!("bind = \"127.0.0.1:{http}\""));
-    let config = format!(
-        r#"{head}
-[cameras.cam]
-model = "washer"
-[cameras.cam.source]
-kind = "test"
-fps = 10
-width = 128
-height = 128
-"#
-    );
+    let config = format!("{head}{}", test_camera("cam", 10));
     let file = dir.path("supervised.toml");
     std::fs::write(&file, config).unwrap();
     // systemd's side of sd_notify: a datagram socket named by NOTIFY_SOCKET.

@@ -177,6 +177,13 @@ max_wait_ms = 10
     )
 }
 
+/// A `[cameras.{id}]` table: the washer model on a `videotestsrc` camera at model size.
+pub fn test_camera(id: &str, fps: u32) -> String {
+    format!(
+        "\n[cameras.{id}]\nmodel = \"washer\"\n[cameras.{id}.source]\nkind = \"test\"\nfps = {fps}\nwidth = {SIZE}\nheight = {SIZE}\n"
+    )
+}
+
 /// One `Alarm.` line of the daemon's log: what the decision stage generated, whether or not
 /// it reached the broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
