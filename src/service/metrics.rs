@@ -103,6 +103,8 @@ struct MqttMetrics {
     alarms_refused: Counter,
     connects: Counter,
     connection_errors: Counter,
+    acks_dropped: Counter,
+    acks_invalid: Counter,
 }
 
 impl MqttMetrics {
@@ -122,6 +124,16 @@ impl MqttMetrics {
             self.alarms_refused.clone(),
         );
         r.register("mqtt_connects", "Successful broker connections", self.connects.clone());
+        r.register(
+            "mqtt_acks_dropped",
+            "Alarm acknowledgements dropped because the decision stage fell behind",
+            self.acks_dropped.clone(),
+        );
+        r.register(
+            "mqtt_acks_invalid",
+            "Alarm acknowledgements whose payload was unreadable",
+            self.acks_invalid.clone(),
+        );
         r.register(
             "mqtt_connection_errors",
             "Failed connection attempts and dropped connections",
@@ -257,6 +269,8 @@ impl Metrics {
         c.copy("mqtt/refused".into(), stats.alarms_refused, &m.alarms_refused);
         c.copy("mqtt/connects".into(), stats.connects, &m.connects);
         c.copy("mqtt/errors".into(), stats.connection_errors, &m.connection_errors);
+        c.copy("mqtt/acks_dropped".into(), stats.acks_dropped, &m.acks_dropped);
+        c.copy("mqtt/acks_invalid".into(), stats.acks_invalid, &m.acks_invalid);
     }
 
     pub fn set_ready(&self, ready: bool) {

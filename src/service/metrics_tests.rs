@@ -73,3 +73,36 @@ fn every_telemetry_counter_appears_in_the_exposition() {
     }
     assert!(text.contains("inspectd_evidence_errors_total{camera=\"cam1\"} 0\n"), "{text}");
 }
+
+#[test]
+fn every_publisher_counter_is_exported() {
+    let m = Metrics::default();
+    let stats = PublishStats {
+        results_published: 1,
+        results_dropped_full: 2,
+        results_dropped_offline: 3,
+        alarms_delivered: 4,
+        alarms_refused: 5,
+        outbox_depth: 6,
+        acks_dropped: 7,
+        acks_invalid: 8,
+        connects: 9,
+        connection_errors: 10,
+    };
+    m.update_publisher(&stats, true);
+    let text = m.encode(false).expect("encode");
+    for line in [
+        "inspectd_mqtt_results_total 1\n",
+        "inspectd_mqtt_results_dropped_total{reason=\"queue_full\"} 2\n",
+        "inspectd_mqtt_results_dropped_total{reason=\"offline\"} 3\n",
+        "inspectd_mqtt_alarms_delivered_total 4\n",
+        "inspectd_mqtt_alarms_refused_total 5\n",
+        "inspectd_mqtt_outbox_alarms 6\n",
+        "inspectd_mqtt_acks_dropped_total 7\n",
+        "inspectd_mqtt_acks_invalid_total 8\n",
+        "inspectd_mqtt_connects_total 9\n",
+        "inspectd_mqtt_connection_errors_total 10\n",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+}
