@@ -15,12 +15,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::board::HealthBoard;
-use super::health::HealthServer;
-use super::metrics::Metrics;
-use super::notify::Notifier;
+use super::endpoints::Service;
 use super::reload::{self, ReloadError};
 use super::status::{report_camera_status, CameraStatusFeed};
-use super::watchdog::run_notifier;
 use crate::config::types::CameraConfig;
 use crate::decision::{thresholds, CameraDecision};
 use crate::evidence::{EvidenceLimiter, EvidenceStore};
@@ -270,73 +267,6 @@ async fn apply_reload(file: &Path, running: &mut Running, runtime: &Runtime) -> 
     }
     running.settings = settings;
     Ok(plan.summary())
-}
-
-/// systemd notification, the health board, metrics and the HTTP endpoint.
-pub(crate) struct Service {
-    pub notifier: Notifier,
-    pub board: HealthBoard,
-    pub metrics: Arc<Metrics>,
-    pub telemetry: Arc<Telemetry>,
-    notify_cancel: CancellationToken,
-    notify_task: Option<TaskHandle>,
-    http_cancel: CancellationToken,
-    http_task: Option<TaskHandle>,
-}
-
-impl Service {
-    /// Starts the HTTP endpoint first, so /healthz answers while models load, then the
-    /// notifier, which sends READY=1 once the board says everything is up.
-    async fn start(settings: &Settings, supervisor: &Supervisor) -> Result<Service, DaemonError> {
-        let notifier = Notifier::from_env().unwrap_or_else(|e| {
-            warn!("systemd notification unavailable: {e}");
-            Notifier::default()
-        });
-        let telemetry = Arc::new(Telemetry::default());
-        let board = HealthBoard::new();
-        board.set_telemetry(telemetry.clone());
-        let metrics = Arc::new(Metrics::new(telemetry.clone()));
-        let http_cancel = CancellationToken::new();
-        let server = HealthServer::bind(&settings.config.http.bind, board.clone(), metrics.clone()).await?;
-        let http_task =
-            server.map(|s| supervisor.task("http", Lifetime::UntilShutdown, s.serve(http_cancel.clone())));
-        let notify_cancel = CancellationToken::new();
-        let snapshot = {
-            let b = board.clone();
-            move || b.snapshot()
-        };
-        let timeout = settings.node.readiness_timeout;
-        let notify_task = Some(supervisor.task(
-            "notify",
-            Lifetime::UntilShutdown,
-            run_notifier(notifier.clone(), snapshot, timeout, notify_cancel.clone()),
-        ));
-        Ok(Service {
-            notifier,
-            board,
-            metrics,
-            telemetry,
-            notify_cancel,
-            notify_task,
-            http_cancel,
-            http_task,
-        })
-    }
-
-    /// Sends STOPPING=1 and ends the watchdog pings.
-    async fn stop_notifier(&mut self) {
-        self.notify_cancel.cancel();
-        if let Some(task) = self.notify_task.take() {
-            task.finished().await;
-        }
-    }
-
-    async fn stop_http(self) {
-        self.http_cancel.cancel();
-        if let Some(task) = self.http_task {
-            task.finished().await;
-        }
-    }
 }
 
 /// Loads and warms up every model off the async threads.

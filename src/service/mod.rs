@@ -2,6 +2,7 @@
 
 pub mod board;
 pub mod daemon;
+mod endpoints;
 pub mod health;
 pub mod metrics;
 pub mod notify;
