@@ -6,7 +6,6 @@
 //! every problem is reported at once with its key and the file.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -27,8 +26,6 @@ pub struct Settings {
     pub mqtt: MqttSettings,
     /// Seconds between periodic camera status messages.
     pub status_interval: Duration,
-    /// `None`: the HTTP endpoint is off.
-    pub http: Option<SocketAddr>,
     pub models: BTreeMap<String, ModelSettings>,
     /// Enabled cameras only.
     pub cameras: BTreeMap<String, CameraSettings>,
@@ -102,7 +99,6 @@ impl Settings {
                 }
             })
             .ok();
-        let http = (!c.http.bind.is_empty()).then(|| c.http.bind.parse::<SocketAddr>().ok()).flatten();
         let models = c
             .models
             .iter()
@@ -150,7 +146,6 @@ impl Settings {
                 node,
                 mqtt,
                 status_interval,
-                http,
                 models,
                 cameras,
             }),
