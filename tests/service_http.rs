@@ -7,7 +7,7 @@ mod broker;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -18,7 +18,7 @@ use inspectd::service::board::HealthBoard;
 use inspectd::service::health::HealthServer;
 use inspectd::service::metrics::Metrics;
 use inspectd::source::{SourceState, SourceStatus};
-use inspectd::telemetry::{AlarmRaised, Event, FrameWrongSize, Telemetry, COUNTERS};
+use inspectd::telemetry::{AlarmRaised, Event, FrameQueueFull, FrameWrongSize, Telemetry, COUNTERS};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -125,7 +125,13 @@ async fn endpoints_follow_the_service_state_and_metrics_parse() {
     let (status_tx, status_rx) = watch::channel(streaming(120));
     let stats = Arc::new(ScoringStats::default());
     stats.heartbeat_ms.store(now_ms(), Ordering::Relaxed);
-    board.add_camera("cam1", "part-a", status_rx, Arc::new(AtomicU64::new(7)));
+    board.set_telemetry(telemetry.clone());
+    board.add_camera("cam1", "part-a", status_rx);
+    // What the camera's source counts: 120 frames delivered, 7 of them dropped by its edge.
+    telemetry.frames_captured("cam1").inc_by(120);
+    for i in 0..7 {
+        FrameQueueFull { camera: "cam1", first: i == 0 }.emit(&telemetry);
+    }
     board.add_scorer("part-a", stats.clone());
     board.set_models_loaded(true);
     let broker = Broker::start(&dir);

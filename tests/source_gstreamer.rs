@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use inspectd::config::types::{FileSource, RawPipeline, Roi, SourceConfig, TestSource};
 use inspectd::source::{sample_frames, SourceError, SourceState, VideoReader};
+use inspectd::telemetry::DropReason;
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -62,6 +63,21 @@ fn a_test_source_streams_model_sized_frames_and_stops_promptly() {
 }
 
 #[test]
+fn a_live_source_nobody_reads_drops_its_oldest_frames_and_counts_each_in_telemetry() {
+    let mut running = gst::start("behind", test_source("smpte", 30), (32, 24), 2);
+    // Nobody takes frames for a second: the edge holds 2, every later frame drops one.
+    std::thread::sleep(Duration::from_millis(1000));
+    running.stop(2 * SECOND);
+    let status = running.status.borrow().clone();
+    let t = &running.telemetry;
+    let dropped = t.frames_dropped("behind", DropReason::QueueFull);
+    assert!(status.frames >= 20, "about 30 frames in a second: {status:?}");
+    assert_eq!(dropped, status.frames - 2, "all but the 2 the edge holds were dropped");
+    assert_eq!(t.frames_captured("behind").get(), status.frames, "one count of captured frames");
+    assert_eq!(running.frames.len(), 2);
+}
+
+#[test]
 fn a_file_delivers_every_frame_in_order_with_back_pressure_then_stops() {
     let path = thirty_frame_video("file-all");
     let mut running = gst::start("replay", file_source(&path, false), (32, 32), 2);
@@ -71,7 +87,7 @@ fn a_file_delivers_every_frame_in_order_with_back_pressure_then_stops() {
     assert_eq!(frames.len(), 30);
     assert_eq!(frames.iter().map(|f| f.seq).collect::<Vec<_>>(), (0..30).collect::<Vec<_>>());
     assert_eq!(frames.iter().map(pts_ms).collect::<Vec<_>>(), (0..30).map(|i| i * 100).collect::<Vec<_>>());
-    assert_eq!(running.frames.dropped(), 0);
+    assert_eq!(running.telemetry.frames_dropped("replay", DropReason::QueueFull), 0);
     running.join(2 * SECOND);
     let status = running.status.borrow().clone();
     assert_eq!((status.state, status.frames), (SourceState::Stopped, 30));

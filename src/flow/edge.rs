@@ -2,11 +2,11 @@
 //! channel on a data path).
 //!
 //! - [`Overflow::DropOldest`]: live cameras. A new frame replaces the oldest waiting one, and
-//!   the drop is counted, so the scorer always works on the freshest frames.
+//!   the push says so (the caller emits the telemetry event), so the scorer always works on
+//!   the freshest frames.
 //! - [`Overflow::Block`]: files and replay. The producer waits; nothing is lost.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -51,7 +51,6 @@ struct Inner<T> {
     not_full: Condvar,
     capacity: usize,
     policy: Overflow,
-    dropped: Arc<AtomicU64>,
 }
 
 /// Producer side. Cloning gives another producer; the edge closes when all are dropped or
@@ -120,7 +119,6 @@ pub fn edge_with_signal<T>(
         not_full: Condvar::new(),
         capacity: capacity.max(1),
         policy,
-        dropped: Arc::new(AtomicU64::new(0)),
     });
     let token = Arc::new(ProducerToken { inner: inner.clone() });
     (EdgeSender { inner: inner.clone(), _producer: token }, EdgeReceiver { inner })
@@ -136,7 +134,6 @@ impl<T> EdgeSender<T> {
             match self.inner.policy {
                 Overflow::DropOldest => {
                     st.items.pop_front();
-                    self.inner.dropped.fetch_add(1, Ordering::Relaxed);
                     outcome = Pushed::DroppedOldest;
                 }
                 Overflow::Block => st = self.inner.not_full.wait(st).expect("edge lock"),
@@ -152,11 +149,6 @@ impl<T> EdgeSender<T> {
             s.notify();
         }
         outcome
-    }
-
-    /// Items dropped by the overflow policy so far.
-    pub fn dropped(&self) -> u64 {
-        self.inner.dropped.load(Ordering::Relaxed)
     }
 
     /// Closes the edge for everyone: the consumer drains what is queued, then sees the end.
@@ -183,16 +175,6 @@ impl<T> EdgeReceiver<T> {
             None if st.closed => Err(()),
             None => Ok(None),
         }
-    }
-
-    /// Items dropped by the overflow policy so far.
-    pub fn dropped(&self) -> u64 {
-        self.inner.dropped.load(Ordering::Relaxed)
-    }
-
-    /// A shared handle on the drop counter, for status and metrics reporters.
-    pub fn drop_counter(&self) -> Arc<AtomicU64> {
-        self.inner.dropped.clone()
     }
 
     /// Takes an item if one is waiting: `Ok(None)` when empty, `Err(())` once closed and drained.
@@ -222,12 +204,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn drop_oldest_keeps_the_newest_and_counts() {
+    fn drop_oldest_keeps_the_newest_and_says_so() {
         let (tx, rx) = edge(2, Overflow::DropOldest);
         assert_eq!(tx.push(1), Pushed::Queued);
         assert_eq!(tx.push(2), Pushed::Queued);
         assert_eq!(tx.push(3), Pushed::DroppedOldest);
-        assert_eq!(rx.dropped(), 1);
         assert_eq!(rx.recv_timeout(Duration::ZERO), Ok(Some(2)));
         assert_eq!(rx.recv_timeout(Duration::ZERO), Ok(Some(3)));
         assert_eq!(rx.recv_timeout(Duration::ZERO), Ok(None));
@@ -249,7 +230,6 @@ mod tests {
         }
         producer.join().unwrap();
         assert_eq!(got, (0..100).collect::<Vec<_>>());
-        assert_eq!(rx.dropped(), 0);
     }
 
     #[test]

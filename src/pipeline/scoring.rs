@@ -46,11 +46,10 @@ pub struct Batching {
     pub max_wait: Duration,
 }
 
-/// Counters the watchdog and metrics read.
+/// What the watchdog reads.
 #[derive(Debug, Default)]
 pub struct ScoringStats {
     pub frames_scored: AtomicU64,
-    pub batches: AtomicU64,
     /// Milliseconds since the Unix epoch at the end of the last loop iteration (scored or idle).
     pub heartbeat_ms: AtomicU64,
 }
@@ -214,7 +213,7 @@ impl ScoringStage {
         match self.scorer.score(&batch) {
             Ok((results, _)) => {
                 let scored_at = SystemTime::now();
-                self.stats.batches.fetch_add(1, Ordering::Relaxed);
+                self.telemetry.scoring_batches(&self.model.name).inc();
                 self.stats.frames_scored.fetch_add(frames.len() as u64, Ordering::Relaxed);
                 for (frame, r) in frames.into_iter().zip(results) {
                     let out = ScoredFrame {

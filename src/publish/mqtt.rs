@@ -36,12 +36,13 @@ use crate::publish::messages::{
     self, AlarmMessage, AlarmState, CameraStatus, NodeState, NodeStatus, ResultMessage, StageFailure,
 };
 use crate::publish::options::{MqttSettings, MAX_PACKET_BYTES, REQUEST_CAPACITY};
-use crate::publish::outbox::Outbox;
+use crate::publish::outbox::{Outbox, OutboxError};
 use crate::publish::poll_loop::PollLoop;
 use crate::publish::publish_loop::{PublishLoop, ResultRequest};
 use crate::publish::retained::RetainedStore;
-use crate::publish::stats::{Counters, PublishStats};
+use crate::publish::stats::PublishStats;
 use crate::publish::topics::Topics;
+use crate::telemetry::{AlarmRefused, Event, ResultDropReason, ResultDropped, Telemetry};
 
 /// Results waiting for the publish loop: about a second of frames from a few cameras, so a
 /// short hiccup is absorbed and a longer one drops instead of building latency.
@@ -73,7 +74,7 @@ struct Shared {
     outbox: Arc<Mutex<Outbox>>,
     retained: Arc<RetainedStore>,
     results: mpsc::Sender<ResultRequest>,
-    counters: Arc<Counters>,
+    telemetry: Arc<Telemetry>,
 }
 
 impl Shared {
@@ -89,7 +90,7 @@ impl Shared {
             link: self.link.clone(),
             topics: self.topics.clone(),
             acks,
-            counters: self.counters.clone(),
+            telemetry: self.telemetry.clone(),
             backoff: Backoff::new(INITIAL_DELAY, MAX_DELAY),
             cancel,
             broker,
@@ -116,7 +117,7 @@ impl Shared {
             topics: self.topics.clone(),
             statuses,
             result_qos,
-            counters: self.counters.clone(),
+            telemetry: self.telemetry.clone(),
         }
     }
 }
@@ -131,15 +132,17 @@ impl MqttPublisher {
         outbox_dir: &Path,
     ) -> Result<(MqttPublisher, AckStream), PublishError> {
         let settings = MqttSettings::new(cfg, node).map_err(|mut errors| errors.remove(0))?;
-        MqttPublisher::start_with(&settings, outbox_dir, None)
+        MqttPublisher::start_with(&settings, outbox_dir, None, Arc::default())
     }
 
     /// [`MqttPublisher::start`] with settings already converted (the daemon's path); with a
-    /// supervisor, its two loops are registered as `mqtt-poll` and `mqtt-publish`.
+    /// supervisor, its two loops are registered as `mqtt-poll` and `mqtt-publish`. Drops,
+    /// errors and deliveries are `telemetry` events.
     pub fn start_with(
         settings: &MqttSettings,
         outbox_dir: &Path,
         supervisor: Option<&Supervisor>,
+        telemetry: Arc<Telemetry>,
     ) -> Result<(MqttPublisher, AckStream), PublishError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| PublishError::NoRuntime)?;
         let topics = settings.topics.clone();
@@ -159,7 +162,7 @@ impl MqttPublisher {
             outbox: Arc::new(Mutex::new(outbox)),
             retained: Arc::default(),
             results: results_tx,
-            counters: Arc::default(),
+            telemetry,
         });
         let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
         let mut network = eventloop.network_options();
@@ -234,7 +237,7 @@ impl PublishHandle {
         match self.shared.results.try_send(ResultRequest { topic, payload }) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(_)) => {
-                Counters::add(&self.shared.counters.results_dropped_full);
+                ResultDropped { reason: ResultDropReason::QueueFull }.emit(&self.shared.telemetry);
                 Ok(())
             }
             Err(mpsc::error::TrySendError::Closed(_)) => Err(PublishError::Stopped),
@@ -286,11 +289,7 @@ impl PublishHandle {
     }
 
     pub fn stats(&self) -> PublishStats {
-        let (depth, refused) = {
-            let outbox = self.lock_outbox();
-            (outbox.depth(), outbox.refused())
-        };
-        self.shared.counters.snapshot(depth, refused)
+        PublishStats::new(self.shared.telemetry.mqtt(), self.outbox_depth())
     }
 
     fn alarm_payload(&self, camera: &str, msg: &AlarmMessage) -> Result<(String, Vec<u8>), PublishError> {
@@ -300,7 +299,11 @@ impl PublishHandle {
     }
 
     fn store_alarm(&self, topic: &str, payload: &[u8]) -> Result<u64, PublishError> {
-        let seq = self.lock_outbox().push(topic, payload)?;
+        let seq = self.lock_outbox().push(topic, payload).inspect_err(|e| {
+            if matches!(e, OutboxError::Full { .. }) {
+                AlarmRefused.emit(&self.shared.telemetry);
+            }
+        })?;
         self.shared.link.wake();
         Ok(seq)
     }

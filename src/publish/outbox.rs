@@ -80,8 +80,6 @@ pub struct Outbox {
     entries: BTreeMap<u64, OutboxEntry>,
     next_seq: u64,
     max: usize,
-    /// Alarms refused because the outbox was full, for the metrics.
-    refused: u64,
     /// A warning was logged in the current fill episode.
     full_warned: bool,
 }
@@ -99,8 +97,7 @@ impl Outbox {
             }
         }
         let next_seq = entries.keys().next_back().map_or(1, |last| last + 1);
-        let outbox =
-            Outbox { dir: dir.to_path_buf(), entries, next_seq, max, refused: 0, full_warned: false };
+        let outbox = Outbox { dir: dir.to_path_buf(), entries, next_seq, max, full_warned: false };
         if outbox.depth() > 0 {
             info!(
                 dir = %dir.display(),
@@ -138,7 +135,7 @@ impl Outbox {
         }
         if self.full_warned && self.entries.len() * 10 <= self.max * 9 {
             self.full_warned = false;
-            info!(alarms = self.depth(), refused_total = self.refused, "Alarm outbox has room again.");
+            info!(alarms = self.depth(), "Alarm outbox has room again.");
         }
         Ok(true)
     }
@@ -158,17 +155,11 @@ impl Outbox {
         self.entries.len()
     }
 
-    /// Alarms refused because the outbox was full, since start.
-    pub fn refused(&self) -> u64 {
-        self.refused
-    }
-
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
     fn refuse(&mut self) -> OutboxError {
-        self.refused += 1;
         if !self.full_warned {
             self.full_warned = true;
             warn!(

@@ -14,12 +14,14 @@ use rumqttc::{
 };
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, warn};
 
 use crate::publish::acks::{parse_ack, AlarmAck};
 use crate::publish::link::Link;
-use crate::publish::stats::Counters;
 use crate::publish::topics::Topics;
+use crate::telemetry::{
+    AckDropped, AckInvalid, ConnectionFailure, Event as _, MqttConnected, MqttConnectionError, Telemetry,
+};
 use crate::util::backoff::Backoff;
 
 /// Whether the loop goes on after an event.
@@ -35,7 +37,7 @@ pub(crate) struct PollLoop {
     pub link: Arc<Link>,
     pub topics: Topics,
     pub acks: mpsc::Sender<AlarmAck>,
-    pub counters: Arc<Counters>,
+    pub telemetry: Arc<Telemetry>,
     pub backoff: Backoff,
     /// Hard stop for shutdown deadlines and for a dropped publisher.
     pub cancel: CancellationToken,
@@ -97,8 +99,7 @@ impl PollLoop {
     fn on_connected(&mut self, session_present: bool) {
         self.connected_at = Some(Instant::now());
         self.last_error = None;
-        Counters::add(&self.counters.connects);
-        info!(broker = %self.broker, session_present, "MQTT connected.");
+        MqttConnected { broker: &self.broker, session_present }.emit(&self.telemetry);
         self.link.on_connected(session_present);
     }
 
@@ -119,28 +120,23 @@ impl PollLoop {
         // would block every later request on the next connection.
         self.eventloop.state.collision = None;
         self.link.on_lost(unsent);
-        Counters::add(&self.counters.connection_errors);
-        self.log_error(error);
+        self.report_error(error);
         flow
     }
 
-    fn log_error(&mut self, error: &ConnectionError) {
+    fn report_error(&mut self, error: &ConnectionError) {
         let text = error.to_string();
-        if let Some(since) = self.connected_at.take() {
-            warn!(
-                broker = %self.broker,
-                error = %text,
-                up_s = since.elapsed().as_secs(),
-                "MQTT connection lost; alarms are kept in the outbox."
-            );
+        let failure = if let Some(since) = self.connected_at.take() {
             if since.elapsed() >= self.backoff.stable_after() {
                 self.backoff.reset();
             }
+            ConnectionFailure::Lost { up_for: since.elapsed() }
         } else if self.last_error.as_deref() != Some(text.as_str()) {
-            warn!(broker = %self.broker, error = %text, "MQTT connect failed; retrying with backoff.");
+            ConnectionFailure::Failed
         } else {
-            debug!(broker = %self.broker, error = %text, "MQTT connect failed again.");
-        }
+            ConnectionFailure::FailedAgain
+        };
+        MqttConnectionError { broker: &self.broker, error: &text, failure }.emit(&self.telemetry);
         self.last_error = Some(text);
     }
 
@@ -174,15 +170,9 @@ impl PollLoop {
         match parse_ack(camera, &publish.payload) {
             Ok(ack) => match self.acks.try_send(ack) {
                 Ok(()) | Err(TrySendError::Closed(_)) => {}
-                Err(TrySendError::Full(_)) => {
-                    Counters::add(&self.counters.acks_dropped);
-                    warn!(camera, "Alarm ack dropped: the decision stage is not reading acks.");
-                }
+                Err(TrySendError::Full(_)) => AckDropped { camera }.emit(&self.telemetry),
             },
-            Err(reason) => {
-                Counters::add(&self.counters.acks_invalid);
-                warn!(topic = %publish.topic, %reason, "Ignored an alarm ack with an unreadable payload.");
-            }
+            Err(reason) => AckInvalid { topic: &publish.topic, reason: &reason }.emit(&self.telemetry),
         }
     }
 }
@@ -217,7 +207,7 @@ mod tests {
             link,
             topics: Topics::new("inspectd", "n").expect("valid"),
             acks,
-            counters: Arc::default(),
+            telemetry: Arc::default(),
             backoff: Backoff::new(Duration::from_millis(1), Duration::from_millis(2)),
             cancel: CancellationToken::new(),
             broker: "127.0.0.1:1".into(),

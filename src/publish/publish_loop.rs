@@ -23,9 +23,9 @@ use crate::publish::link::{Link, News};
 use crate::publish::mqtt::NodeStatuses;
 use crate::publish::outbox::Outbox;
 use crate::publish::retained::RetainedStore;
-use crate::publish::stats::Counters;
 use crate::publish::topics::Topics;
 use crate::publish::tracker::Tag;
+use crate::telemetry::{AlarmDelivered, Event, ResultDropReason, ResultDropped, ResultPublished, Telemetry};
 
 /// A result on its way from a handle to the client.
 #[derive(Debug)]
@@ -53,7 +53,7 @@ pub(crate) struct PublishLoop {
     pub topics: Topics,
     pub statuses: Arc<Mutex<NodeStatuses>>,
     pub result_qos: QoS,
-    pub counters: Arc<Counters>,
+    pub telemetry: Arc<Telemetry>,
 }
 
 /// What the loop tracks between rounds.
@@ -135,7 +135,7 @@ impl PublishLoop {
         if progress.alarm_in_flight == Some(seq) {
             progress.alarm_in_flight = None;
         }
-        Counters::add(&self.counters.alarms_delivered);
+        AlarmDelivered { seq }.emit(&self.telemetry);
         let mut outbox = self.outbox.lock().unwrap_or_else(PoisonError::into_inner);
         if let Err(e) = outbox.remove(seq) {
             // The broker has it; a stale file only means one duplicate after a restart.
@@ -193,7 +193,7 @@ impl PublishLoop {
     /// Results never wait: offline or a full client queue drops them, counted.
     fn publish_result(&mut self, request: ResultRequest) {
         if !self.link.is_connected() {
-            Counters::add(&self.counters.results_dropped_offline);
+            ResultDropped { reason: ResultDropReason::Offline }.emit(&self.telemetry);
             return;
         }
         let tracked = self.result_qos != QoS::AtMostOnce;
@@ -201,12 +201,12 @@ impl PublishLoop {
             self.link.queue(Tag::Other);
         }
         match self.client.try_publish(request.topic, self.result_qos, false, request.payload) {
-            Ok(()) => Counters::add(&self.counters.results_published),
+            Ok(()) => ResultPublished.emit(&self.telemetry),
             Err(_) => {
                 if tracked {
                     self.link.unqueue_last();
                 }
-                Counters::add(&self.counters.results_dropped_full);
+                ResultDropped { reason: ResultDropReason::QueueFull }.emit(&self.telemetry);
             }
         }
     }

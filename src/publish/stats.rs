@@ -1,39 +1,32 @@
-//! Counters of the publisher, for the metrics endpoint. Each drop policy in this module has a
-//! counter here, so no message disappears without a trace.
+//! A snapshot of the publisher's counters. The counters themselves are `telemetry`'s: each
+//! drop policy of the publisher emits an event there, so no message disappears without a trace.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::telemetry::MqttTotals;
 
-/// Live counters, updated by the handles and the two loops.
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub results_published: AtomicU64,
-    pub results_dropped_full: AtomicU64,
-    pub results_dropped_offline: AtomicU64,
-    pub alarms_delivered: AtomicU64,
-    pub acks_dropped: AtomicU64,
-    pub acks_invalid: AtomicU64,
-    pub connects: AtomicU64,
-    pub connection_errors: AtomicU64,
-}
-
-impl Counters {
-    pub fn add(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn snapshot(&self, outbox_depth: usize, alarms_refused: u64) -> PublishStats {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+impl PublishStats {
+    pub(crate) fn new(totals: MqttTotals, outbox_depth: usize) -> PublishStats {
+        let MqttTotals {
+            results_published,
+            results_dropped_full,
+            results_dropped_offline,
+            alarms_delivered,
+            alarms_refused,
+            acks_dropped,
+            acks_invalid,
+            connects,
+            connection_errors,
+        } = totals;
         PublishStats {
-            results_published: get(&self.results_published),
-            results_dropped_full: get(&self.results_dropped_full),
-            results_dropped_offline: get(&self.results_dropped_offline),
-            alarms_delivered: get(&self.alarms_delivered),
+            results_published,
+            results_dropped_full,
+            results_dropped_offline,
+            alarms_delivered,
             alarms_refused,
             outbox_depth,
-            acks_dropped: get(&self.acks_dropped),
-            acks_invalid: get(&self.acks_invalid),
-            connects: get(&self.connects),
-            connection_errors: get(&self.connection_errors),
+            acks_dropped,
+            acks_invalid,
+            connects,
+            connection_errors,
         }
     }
 }

@@ -14,6 +14,7 @@ use crate::flow::edge::{EdgeSender, Pushed};
 use crate::flow::frame::Frame;
 use crate::input::images;
 use crate::source::{SourceError, VideoReader};
+use crate::telemetry::{QueueWatch, Telemetry};
 
 /// One replay input.
 #[derive(Debug, Clone, PartialEq)]
@@ -150,6 +151,8 @@ pub struct Feeder {
     pub realtime: bool,
     /// Frame rate assumed for image folders (their "media time").
     pub image_fps: f64,
+    /// Where a realtime replay's dropped frames are counted.
+    pub telemetry: Arc<Telemetry>,
 }
 
 impl Feeder {
@@ -174,6 +177,7 @@ impl Feeder {
     ) -> Result<u64, SourceError> {
         let clock = Instant::now();
         let mut read = 0;
+        let mut queue = QueueWatch::default();
         for item in frames {
             let (index, mut frame) = item?;
             read += 1;
@@ -191,9 +195,11 @@ impl Feeder {
             if self.realtime {
                 std::thread::sleep(pts.saturating_sub(clock.elapsed()));
             }
-            if edge.push(frame) == Pushed::Closed {
+            let pushed = edge.push(frame);
+            if pushed == Pushed::Closed {
                 break;
             }
+            queue.pushed(&self.camera, &pushed, &self.telemetry);
         }
         Ok(read)
     }

@@ -40,6 +40,7 @@ use crate::pipeline::decide::DecisionInput;
 use crate::pipeline::judge::{judge, Outputs};
 use crate::pipeline::scoring::{Batching, ModelIdentity, ScoredFrame, ScoringStage, ScoringStats};
 use crate::publish::PublishHandle;
+use crate::telemetry::{DropReason, Telemetry};
 
 /// How fast frames are fed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -145,7 +146,7 @@ pub fn replay(
         Pace::Realtime => (Overflow::DropOldest, s.batch.max(2), Duration::from_millis(20)),
     };
     let (frames_tx, frames_rx) = edge_with_signal::<Frame>(capacity, policy, Some(signal.clone()));
-    let dropped = frames_rx.drop_counter();
+    let telemetry = Arc::new(Telemetry::default());
     let (scored_tx, scored_rx) = sync_channel::<DecisionInput>(2 * s.batch);
     let stage = ScoringStage {
         scorer,
@@ -156,7 +157,7 @@ pub fn replay(
         batching: Batching { max_batch: s.batch, max_wait: wait },
         output: scored_tx,
         stats: Arc::new(ScoringStats::default()),
-        telemetry: Arc::default(),
+        telemetry: telemetry.clone(),
         swap: Default::default(),
     };
     let scoring = stage.spawn()?;
@@ -168,6 +169,7 @@ pub fn replay(
         selection: s.selection,
         realtime: s.pace == Pace::Realtime,
         image_fps: 10.0,
+        telemetry: telemetry.clone(),
     };
     let inputs = s.inputs.clone();
     let feeding = std::thread::Builder::new().name("replay-feed".into()).spawn(move || {
@@ -179,7 +181,7 @@ pub fn replay(
             })
             .collect::<Vec<_>>()
     })?;
-    let mut run = Consumer::new(&mut s, thresholds, w as u32, h as u32)?;
+    let mut run = Consumer::new(&mut s, thresholds, w as u32, h as u32, telemetry.clone())?;
     let total = estimate_total(&s.inputs);
     for item in scored_rx {
         if let DecisionInput::Frame(f) = item {
@@ -189,7 +191,12 @@ pub fn replay(
     }
     let outcomes = feeding.join().map_err(|_| ReplayError::Setup("the replay feeder panicked".into()))?;
     let _ = scoring.join();
-    run.finish(&s, outcomes, dropped.load(std::sync::atomic::Ordering::Relaxed), bundle, started)
+    let dropped = s
+        .inputs
+        .iter()
+        .flat_map(|i| DropReason::ALL.map(|reason| telemetry.frames_dropped(&i.name(), reason)))
+        .sum();
+    run.finish(&s, outcomes, dropped, bundle, started)
 }
 
 /// Frames expected, when the containers say (for the progress bar's ETA).
@@ -225,6 +232,7 @@ impl Consumer {
         thresholds: (f32, Option<f32>),
         w: u32,
         h: u32,
+        telemetry: Arc<Telemetry>,
     ) -> Result<Consumer, ReplayError> {
         let annotator = match &s.annotate {
             Some(path) => Some(Annotator::create(path, w, h, 10)?),
@@ -243,7 +251,7 @@ impl Consumer {
             outputs: Outputs {
                 publisher: s.mqtt.clone(),
                 evidence: s.evidence.take(),
-                telemetry: Arc::default(),
+                telemetry,
                 replay: true,
             },
             results: ResultPolicy::default(),

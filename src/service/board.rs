@@ -1,12 +1,12 @@
 //! The live handles health and metrics are read from, collected in one place as the daemon
-//! starts its stages: source status channels, edge drop counters, scoring and decision stats,
-//! the publisher.
+//! starts its stages: source status channels, scoring and decision stats, the publisher and
+//! the telemetry counters.
 //!
 //! The board holds only handles the stages already share (watch receivers, `Arc`ed atomics),
 //! so the stages know nothing about health, and a [`Health`] snapshot or a metrics update is
 //! a handful of atomic loads under a short lock.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -18,7 +18,7 @@ use crate::pipeline::decide::DecisionStats;
 use crate::pipeline::scoring::ScoringStats;
 use crate::publish::PublishHandle;
 use crate::source::SourceStatus;
-use crate::telemetry::Telemetry;
+use crate::telemetry::{DropReason, Telemetry};
 
 /// One enabled camera.
 struct Camera {
@@ -26,8 +26,6 @@ struct Camera {
     /// Name of the model (in `[models]`) whose scoring loop takes its frames.
     model: String,
     status: watch::Receiver<SourceStatus>,
-    /// The edge's drop counter (`EdgeReceiver::drop_counter`).
-    dropped: Arc<AtomicU64>,
 }
 
 struct Scorer {
@@ -70,16 +68,10 @@ impl HealthBoard {
     }
 
     /// Adds (or, after a reload, replaces) the camera `id`, fed to `model`'s scoring loop.
-    pub fn add_camera(
-        &self,
-        id: &str,
-        model: &str,
-        status: watch::Receiver<SourceStatus>,
-        dropped: Arc<AtomicU64>,
-    ) {
+    pub fn add_camera(&self, id: &str, model: &str, status: watch::Receiver<SourceStatus>) {
         let mut p = self.parts();
         p.cameras.retain(|c| c.id != id);
-        p.cameras.push(Camera { id: id.to_string(), model: model.to_string(), status, dropped });
+        p.cameras.push(Camera { id: id.to_string(), model: model.to_string(), status });
     }
 
     /// Adds (or replaces) the scoring loop of `model`.
@@ -122,7 +114,8 @@ impl HealthBoard {
                 CameraHealth { id: c.id.clone(), state: s.state, fps: s.fps }
             })
             .collect();
-        let scorers = p.scorers.iter().map(|s| scorer_health(s, &p.cameras)).collect();
+        let scorers =
+            p.scorers.iter().map(|s| scorer_health(s, &p.cameras, p.telemetry.as_deref())).collect();
         Health {
             models_loaded: p.models_loaded,
             cameras,
@@ -134,18 +127,18 @@ impl HealthBoard {
         }
     }
 
-    /// Copies every counter and gauge the stages keep into `metrics` (called per scrape).
+    /// Sets the gauges that reflect the stages' state now into `metrics` (called per scrape);
+    /// counters need no copying, the stages count into `telemetry`'s.
     pub fn update_metrics(&self, metrics: &Metrics) {
         let p = self.parts();
         for c in &p.cameras {
-            let status = c.status.borrow().clone();
-            metrics.update_camera(&c.id, &status, c.dropped.load(Ordering::Relaxed));
+            metrics.update_camera(&c.id, &c.status.borrow());
         }
         for s in &p.scorers {
             metrics.update_scorer(&s.model, &s.stats);
         }
         if let Some(publisher) = &p.publisher {
-            metrics.update_publisher(&publisher.stats(), publisher.is_connected());
+            metrics.update_publisher(publisher.outbox_depth(), publisher.is_connected());
         }
     }
 }
@@ -153,12 +146,13 @@ impl HealthBoard {
 /// A scoring loop's heartbeat, and roughly how many frames wait for it: what its cameras
 /// delivered, less what their edges dropped and what it scored. The source publishes its frame
 /// count at most twice a second, so this can lag; it only explains a stall, it decides nothing.
-fn scorer_health(s: &Scorer, cameras: &[Camera]) -> ScorerHealth {
+fn scorer_health(s: &Scorer, cameras: &[Camera], telemetry: Option<&Telemetry>) -> ScorerHealth {
     let beat = s.stats.heartbeat_ms.load(Ordering::Relaxed);
-    let (delivered, dropped) =
-        cameras.iter().filter(|c| c.model == s.model).fold((0u64, 0u64), |(f, d), c| {
-            (f + c.status.borrow().frames, d + c.dropped.load(Ordering::Relaxed))
-        });
+    let dropped = |c: &Camera| telemetry.map_or(0, |t| t.frames_dropped(&c.id, DropReason::QueueFull));
+    let (delivered, dropped) = cameras
+        .iter()
+        .filter(|c| c.model == s.model)
+        .fold((0u64, 0u64), |(f, d), c| (f + c.status.borrow().frames, d + dropped(c)));
     let scored = s.stats.frames_scored.load(Ordering::Relaxed);
     ScorerHealth {
         model: s.model.clone(),
@@ -177,7 +171,13 @@ mod tests {
         let board = HealthBoard::new();
         let (tx, rx) = watch::channel(SourceStatus::starting());
         let stats = Arc::new(ScoringStats::default());
-        board.add_camera("cam1", "part-a", rx, Arc::new(AtomicU64::new(1)));
+        let telemetry = Arc::new(Telemetry::default());
+        board.set_telemetry(telemetry.clone());
+        board.add_camera("cam1", "part-a", rx);
+        crate::telemetry::Event::emit(
+            crate::telemetry::FrameQueueFull { camera: "cam1", first: true },
+            &telemetry,
+        );
         board.add_scorer("part-a", stats.clone());
         let h = board.snapshot();
         assert_eq!(h.cameras[0].state, SourceState::Starting);
@@ -202,7 +202,7 @@ mod tests {
         let board = HealthBoard::new();
         for _ in 0..2 {
             let (_, rx) = watch::channel(SourceStatus::starting());
-            board.add_camera("cam1", "part-a", rx, Arc::new(AtomicU64::new(0)));
+            board.add_camera("cam1", "part-a", rx);
         }
         assert_eq!(board.snapshot().cameras.len(), 1);
     }

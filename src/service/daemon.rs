@@ -147,6 +147,7 @@ pub async fn run(
         &settings.mqtt,
         &settings.node.state_dir.join("outbox"),
         Some(&supervisor),
+        svc.telemetry.clone(),
     )?;
     svc.board.set_publisher(publisher.handle());
     let mut running = start(settings, models, &publisher, acks, &svc, supervisor.clone())?;
@@ -464,19 +465,19 @@ fn start_streams(
                 edge_with_signal(cam.queue.get(), source_settings.overflow(), Some(signal.clone()));
             let (status_tx, status_rx) = watch::channel(SourceStatus::starting());
             let token = cancel.child_token();
+            let source_telemetry = Arc::clone(telemetry);
             sources.push(supervisor.thread(&source::thread_name(id), Lifetime::MayEnd, move || {
-                source::run(source_settings, tx, status_tx, token);
+                source::run(source_settings, tx, status_tx, token, source_telemetry);
                 Ok(())
             })?);
-            let dropped = rx.drop_counter();
-            board.add_camera(id, &name, status_rx.clone(), dropped.clone());
+            board.add_camera(id, &name, status_rx.clone());
             inputs.push(rx);
             let (_, scored, model_name) = feeds.iter().find(|(c, _, _)| c == *id).expect("feed per camera");
             let feed = CameraStatusFeed {
                 camera: id.to_string(),
                 model: model_name.clone(),
                 last_scored_ms: scored.clone(),
-                dropped,
+                telemetry: Arc::clone(telemetry),
                 interval: settings.status_interval,
             };
             let report = report_camera_status(feed, status_rx, publisher.handle());

@@ -1,19 +1,29 @@
 use std::time::Duration;
 
 use super::*;
+use crate::telemetry::DropReason;
 
 #[test]
-fn copied_counters_advance_by_deltas_and_survive_a_restarted_source() {
-    let m = Metrics::default();
+fn counters_are_served_from_the_handles_the_stages_count_into() {
+    let telemetry = Arc::new(Telemetry::default());
+    let m = Metrics::new(telemetry.clone());
+    let captured = telemetry.frames_captured("cam1");
+    captured.inc_by(10);
+    // A source rebuilt by a reload gets the same series back and keeps counting.
+    telemetry.frames_captured("cam1").inc_by(3);
+    telemetry.scoring_batches("m").inc();
     let mut status = SourceStatus::starting();
-    status.frames = 10;
-    m.update_camera("cam1", &status, 2);
-    m.update_camera("cam1", &status, 2);
-    status.frames = 3; // the source was rebuilt by a reload
-    m.update_camera("cam1", &status, 2);
+    (status.state, status.fps) = (SourceState::Streaming, 12.5);
+    m.update_camera("cam1", &status);
     let text = m.encode(false).expect("encode");
-    assert!(text.contains("inspectd_frames_captured_total{camera=\"cam1\"} 13\n"), "{text}");
-    assert!(text.contains("inspectd_frames_dropped_total{camera=\"cam1\",reason=\"queue_full\"} 2\n"));
+    for line in [
+        "inspectd_frames_captured_total{camera=\"cam1\"} 13\n",
+        "inspectd_scoring_batches_total{model=\"m\"} 1\n",
+        "inspectd_camera_fps{camera=\"cam1\"} 12.5\n",
+        "inspectd_camera_streaming{camera=\"cam1\"} 1\n",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
 }
 
 #[test]
@@ -75,21 +85,39 @@ fn every_telemetry_counter_appears_in_the_exposition() {
 }
 
 #[test]
-fn every_publisher_counter_is_exported() {
-    let m = Metrics::default();
-    let stats = PublishStats {
-        results_published: 1,
-        results_dropped_full: 2,
-        results_dropped_offline: 3,
-        alarms_delivered: 4,
-        alarms_refused: 5,
-        outbox_depth: 6,
-        acks_dropped: 7,
-        acks_invalid: 8,
-        connects: 9,
-        connection_errors: 10,
-    };
-    m.update_publisher(&stats, true);
+fn every_publisher_event_is_counted_once_and_exported() {
+    use crate::telemetry::*;
+    let telemetry = Arc::new(Telemetry::default());
+    let m = Metrics::new(telemetry.clone());
+    let t = &telemetry;
+    ResultPublished.emit(t);
+    for _ in 0..2 {
+        ResultDropped { reason: ResultDropReason::QueueFull }.emit(t);
+    }
+    for _ in 0..3 {
+        ResultDropped { reason: ResultDropReason::Offline }.emit(t);
+    }
+    for seq in 0..4 {
+        AlarmDelivered { seq }.emit(t);
+    }
+    for _ in 0..5 {
+        AlarmRefused.emit(t);
+    }
+    for _ in 0..7 {
+        AckDropped { camera: "cam1" }.emit(t);
+    }
+    for _ in 0..8 {
+        AckInvalid { topic: "t", reason: &"not JSON" }.emit(t);
+    }
+    for _ in 0..9 {
+        MqttConnected { broker: "b", session_present: false }.emit(t);
+    }
+    for failure in [ConnectionFailure::Failed, ConnectionFailure::FailedAgain] {
+        for _ in 0..5 {
+            MqttConnectionError { broker: "b", error: "refused", failure }.emit(t);
+        }
+    }
+    m.update_publisher(6, true);
     let text = m.encode(false).expect("encode");
     for line in [
         "inspectd_mqtt_results_total 1\n",
@@ -102,7 +130,10 @@ fn every_publisher_counter_is_exported() {
         "inspectd_mqtt_acks_invalid_total 8\n",
         "inspectd_mqtt_connects_total 9\n",
         "inspectd_mqtt_connection_errors_total 10\n",
+        "inspectd_mqtt_connected 1\n",
     ] {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
+    let totals = t.mqtt();
+    assert_eq!((totals.results_dropped_full, totals.results_dropped_offline), (2, 3));
 }

@@ -11,6 +11,7 @@ use tracing::{info, warn};
 use crate::publish::messages::{self, CameraState, CameraStatus};
 use crate::publish::PublishHandle;
 use crate::source::{SourceState, SourceStatus};
+use crate::telemetry::{DropReason, Telemetry};
 
 /// What the reporter of one camera reads besides the source status.
 pub struct CameraStatusFeed {
@@ -18,8 +19,8 @@ pub struct CameraStatusFeed {
     pub model: String,
     /// Wall-clock ms of the last scored frame (0: none yet), written by the decision stage.
     pub last_scored_ms: Arc<AtomicU64>,
-    /// Frames the camera's edge dropped because scoring fell behind.
-    pub dropped: Arc<AtomicU64>,
+    /// Where the frames the camera's edge dropped (scoring fell behind) are counted.
+    pub telemetry: Arc<Telemetry>,
     pub interval: Duration,
 }
 
@@ -68,7 +69,7 @@ fn message(feed: &CameraStatusFeed, s: &SourceStatus) -> CameraStatus {
             SourceState::Stopped => CameraState::Stopped,
         },
         fps: (s.fps * 100.0).round() / 100.0,
-        frames_dropped: feed.dropped.load(Ordering::Relaxed),
+        frames_dropped: feed.telemetry.frames_dropped(&feed.camera, DropReason::QueueFull),
         last_frame_at: s.last_frame_at.map(messages::timestamp),
         last_scored_at: (scored > 0).then(|| messages::timestamp(UNIX_EPOCH + Duration::from_millis(scored))),
         model: Some(feed.model.clone()),

@@ -22,6 +22,7 @@ use super::error::SourceError;
 use super::status::{SourceState, SourceStatus, StatusReporter};
 use super::stream::{Feed, Outcome};
 use super::SourceSettings;
+use crate::telemetry::Telemetry;
 use crate::util::backoff::Backoff;
 
 /// A pipeline that delivered frames this long counts as healthy: the next failure starts the
@@ -39,10 +40,11 @@ pub fn spawn(
     frames: EdgeSender<Frame>,
     status: watch::Sender<SourceStatus>,
     shutdown: CancellationToken,
+    telemetry: Arc<Telemetry>,
 ) -> std::io::Result<JoinHandle<()>> {
     thread::Builder::new()
         .name(thread_name(&settings.camera))
-        .spawn(move || run(settings, frames, status, shutdown))
+        .spawn(move || run(settings, frames, status, shutdown, telemetry))
 }
 
 /// `source:{camera}`, the name of a source's thread.
@@ -57,12 +59,13 @@ pub fn run(
     frames: EdgeSender<Frame>,
     status: watch::Sender<SourceStatus>,
     shutdown: CancellationToken,
+    telemetry: Arc<Telemetry>,
 ) {
     // Cancelled when this thread ends for any reason, which releases the watcher too.
     let done = shutdown.child_token();
     let _release_watcher = done.clone().drop_guard();
     close_on_shutdown(done, frames.clone(), &settings.camera);
-    supervise(Feed::new(settings, frames, StatusReporter::new(status), shutdown));
+    supervise(Feed::new(settings, frames, StatusReporter::new(status), shutdown, telemetry));
 }
 
 /// Runs pipelines until the source is finished, rebuilding live ones after failures.

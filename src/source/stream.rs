@@ -5,14 +5,17 @@
 //! so the frame copy and the edge push (which waits when a file feeds a full blocking edge)
 //! never run on a GStreamer streaming thread.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
+use prometheus_client::metrics::counter::Counter;
 use tokio_util::sync::CancellationToken;
 
 use crate::flow::edge::{EdgeSender, Pushed};
 use crate::flow::frame::Frame;
+use crate::telemetry::{QueueWatch, Telemetry};
 
 use super::assemble::{assemble, Assembled};
 use super::bus::{self, BusEvent, Failure};
@@ -45,6 +48,10 @@ pub(crate) struct Feed {
     pub frames: EdgeSender<Frame>,
     pub status: StatusReporter,
     pub shutdown: CancellationToken,
+    telemetry: Arc<Telemetry>,
+    /// `frames_captured` of this camera.
+    captured: Counter,
+    queue: QueueWatch,
     /// Sequence number of the next frame.
     seq: u64,
     /// When the current pipeline delivered its first frame; backoff resets after a long run.
@@ -59,8 +66,21 @@ impl Feed {
         frames: EdgeSender<Frame>,
         status: StatusReporter,
         shutdown: CancellationToken,
+        telemetry: Arc<Telemetry>,
     ) -> Feed {
-        Feed { settings, frames, status, shutdown, seq: 0, streaming_since: None, delivered: 0 }
+        let captured = telemetry.frames_captured(&settings.camera);
+        Feed {
+            settings,
+            frames,
+            status,
+            shutdown,
+            telemetry,
+            captured,
+            queue: QueueWatch::default(),
+            seq: 0,
+            streaming_since: None,
+            delivered: 0,
+        }
     }
 
     /// Builds and runs one pipeline to its end.
@@ -143,9 +163,12 @@ impl Feed {
         })?;
         self.seq += 1;
         let captured_at = frame.captured_at;
-        if self.frames.push(frame) == Pushed::Closed {
+        let pushed = self.frames.push(frame);
+        if pushed == Pushed::Closed {
             return Err(Outcome::Closed);
         }
+        self.queue.pushed(&self.settings.camera, &pushed, &self.telemetry);
+        self.captured.inc();
         self.delivered += 1;
         self.status.frame(captured_at);
         if self.status.state() != SourceState::Streaming {

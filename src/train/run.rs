@@ -329,7 +329,7 @@ fn capture_live(
     let (tx, rx) = edge(1, Overflow::DropOldest);
     let (status_tx, status_rx) = tokio::sync::watch::channel(SourceStatus::starting());
     let cancel = tokio_util::sync::CancellationToken::new();
-    let thread = crate::source::spawn(settings, tx, status_tx, cancel.clone())
+    let thread = crate::source::spawn(settings, tx, status_tx, cancel.clone(), Default::default())
         .map_err(|e| TrainError::Live { camera: live.camera.clone(), reason: e.to_string() })?;
     let mut frames = Vec::with_capacity(live.frames);
     let mut next = std::time::Instant::now();

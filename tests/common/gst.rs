@@ -13,6 +13,7 @@ use inspectd::config::types::SourceConfig;
 use inspectd::flow::edge::{edge, EdgeReceiver};
 use inspectd::flow::frame::Frame;
 use inspectd::source::{spawn, SourceSettings, SourceState, SourceStatus};
+use inspectd::telemetry::Telemetry;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -58,6 +59,8 @@ pub struct Running {
     pub frames: EdgeReceiver<Frame>,
     pub status: watch::Receiver<SourceStatus>,
     pub shutdown: CancellationToken,
+    /// What the source counts: frames captured, frames its edge dropped.
+    pub telemetry: Arc<Telemetry>,
     pub thread: Option<JoinHandle<()>>,
 }
 
@@ -76,8 +79,9 @@ pub fn start_with_roi(
     let (tx, frames) = edge(capacity, settings.overflow());
     let (status_tx, status) = watch::channel(SourceStatus::starting());
     let shutdown = CancellationToken::new();
-    let thread = spawn(settings, tx, status_tx, shutdown.clone()).expect("spawn source");
-    Running { frames, status, shutdown, thread: Some(thread) }
+    let telemetry = Arc::new(Telemetry::default());
+    let thread = spawn(settings, tx, status_tx, shutdown.clone(), telemetry.clone()).expect("spawn source");
+    Running { frames, status, shutdown, telemetry, thread: Some(thread) }
 }
 
 impl Running {

@@ -4,10 +4,16 @@
 //! counted in two places. [`Telemetry`] owns the counters; `service::metrics` registers them
 //! for `/metrics` (every name in [`COUNTERS`]).
 
+mod events;
+mod mqtt;
+
+pub use events::*;
+use mqtt::MqttCounters;
+pub use mqtt::*;
+
 use std::collections::HashSet;
-use std::fmt::Display;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -15,17 +21,31 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use tracing::{error, info, warn};
 
 /// Names (under the `inspectd_` prefix, without `_total`) of every counter defined here.
-pub const COUNTERS: &[&str] =
-    &["frames_dropped", "scoring_errors", "alarms_raised", "alarms_not_queued", "evidence_errors", "reloads"];
+pub const COUNTERS: &[&str] = &[
+    "frames_captured",
+    "frames_dropped",
+    "scoring_batches",
+    "scoring_errors",
+    "alarms_raised",
+    "alarms_not_queued",
+    "evidence_errors",
+    "reloads",
+    "mqtt_results",
+    "mqtt_results_dropped",
+    "mqtt_alarms_delivered",
+    "mqtt_alarms_refused",
+    "mqtt_connects",
+    "mqtt_connection_errors",
+    "mqtt_acks_dropped",
+    "mqtt_acks_invalid",
+];
 
 /// Why a frame was never decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DropReason {
-    /// The camera's edge was full and dropped its oldest frame: scoring fell behind. The edge
-    /// counts these itself (per frame, lock-free); `/metrics` copies its counter.
+    /// The camera's edge was full and dropped its oldest frame: scoring fell behind.
     QueueFull,
     /// The frame did not have the model's input size.
     WrongSize,
@@ -69,22 +89,33 @@ struct OutcomeLabel {
 /// The counters of the internal events; one per daemon (or replay), shared by its stages.
 #[derive(Default)]
 pub struct Telemetry {
-    pub(crate) frames_dropped: Family<DropLabels, Counter>,
+    frames_captured: Family<CameraLabel, Counter>,
+    frames_dropped: Family<DropLabels, Counter>,
+    scoring_batches: Family<ModelLabel, Counter>,
     scoring_errors: Family<ModelLabel, Counter>,
     alarms_raised: Family<CameraLabel, Counter>,
     alarms_not_queued: Family<CameraLabel, Counter>,
     evidence_errors: Family<CameraLabel, Counter>,
     reloads: Family<OutcomeLabel, Counter>,
+    mqtt: MqttCounters,
     /// All cameras together, for the one-line status systemd shows.
     alarms_raised_total: AtomicU64,
     /// Cameras whose evidence saving is failing now: logged once per episode, not per frame.
     evidence_failing: Mutex<HashSet<String>>,
 }
 
+impl std::fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Telemetry").field("alarms_raised", &self.alarms_raised()).finish_non_exhaustive()
+    }
+}
+
 impl Telemetry {
     /// Registers every counter in [`COUNTERS`].
     pub fn register(&self, r: &mut Registry) {
+        r.register("frames_captured", "Frames the camera's source delivered", self.frames_captured.clone());
         r.register("frames_dropped", "Frames never decided, by reason", self.frames_dropped.clone());
+        r.register("scoring_batches", "Batches scored, per model", self.scoring_batches.clone());
         r.register("scoring_errors", "Batches that failed to score, per model", self.scoring_errors.clone());
         r.register("alarms_raised", "Alarms raised", self.alarms_raised.clone());
         r.register(
@@ -97,6 +128,7 @@ impl Telemetry {
         for outcome in ["applied", "refused"] {
             drop(self.reloads.get_or_create(&OutcomeLabel { outcome }));
         }
+        self.register_mqtt(r);
     }
 
     /// Creates a camera's series at zero, so dashboards see them before the first event.
@@ -106,18 +138,39 @@ impl Telemetry {
             let labels = DropLabels { camera: camera.to_string(), reason: reason.label() };
             drop(self.frames_dropped.get_or_create(&labels));
         }
+        drop(self.frames_captured.get_or_create(&label));
         drop(self.alarms_raised.get_or_create(&label));
         drop(self.alarms_not_queued.get_or_create(&label));
         drop(self.evidence_errors.get_or_create(&label));
     }
 
     pub fn add_model(&self, model: &str) {
-        drop(self.scoring_errors.get_or_create(&ModelLabel { model: model.to_string() }));
+        let label = ModelLabel { model: model.to_string() };
+        drop(self.scoring_errors.get_or_create(&label));
+        drop(self.scoring_batches.get_or_create(&label));
+    }
+
+    /// The counter a camera's source adds its delivered frames to (a handle: counting a frame
+    /// is one atomic add). It keeps counting across source restarts and reloads.
+    pub fn frames_captured(&self, camera: &str) -> Counter {
+        self.frames_captured.get_or_create_owned(&CameraLabel { camera: camera.to_string() })
+    }
+
+    /// The counter a model's scoring loop adds its batches to.
+    pub fn scoring_batches(&self, model: &str) -> Counter {
+        self.scoring_batches.get_or_create_owned(&ModelLabel { model: model.to_string() })
     }
 
     /// Alarms raised since start, all cameras.
     pub fn alarms_raised(&self) -> u64 {
         self.alarms_raised_total.load(Ordering::Relaxed)
+    }
+
+    /// Frames of `camera` dropped for `reason` since start.
+    pub fn frames_dropped(&self, camera: &str, reason: DropReason) -> u64 {
+        self.frames_dropped
+            .get_or_create(&DropLabels { camera: camera.to_string(), reason: reason.label() })
+            .get()
     }
 
     fn dropped(&self, camera: &str, reason: DropReason) {
@@ -130,120 +183,6 @@ impl Telemetry {
 /// An internal event: logs and counts.
 pub trait Event {
     fn emit(self, t: &Telemetry);
-}
-
-/// A frame the scorer refused because its size is not the model's.
-pub struct FrameWrongSize<'a> {
-    pub camera: &'a str,
-    pub size: (u32, u32),
-    pub model: (usize, usize),
-}
-
-impl Event for FrameWrongSize<'_> {
-    fn emit(self, t: &Telemetry) {
-        let ((w, h), (mw, mh)) = (self.size, self.model);
-        error!(camera = self.camera, "Frame is {w}x{h}, the model needs {mw}x{mh}; dropped.");
-        t.dropped(self.camera, DropReason::WrongSize);
-    }
-}
-
-/// A batch that failed to score: its frames are dropped.
-pub struct BatchFailed<'a> {
-    pub model: &'a str,
-    pub cameras: &'a [&'a str],
-    pub error: &'a dyn Display,
-}
-
-impl Event for BatchFailed<'_> {
-    fn emit(self, t: &Telemetry) {
-        error!(model = self.model, frames = self.cameras.len(), "Scoring failed: {}", self.error);
-        t.scoring_errors.get_or_create(&ModelLabel { model: self.model.to_string() }).inc();
-        for camera in self.cameras {
-            t.dropped(camera, DropReason::ScoreError);
-        }
-    }
-}
-
-/// An alarm was raised (counted once, here; the alarm line itself is logged by the decision).
-pub struct AlarmRaised<'a> {
-    pub camera: &'a str,
-}
-
-impl Event for AlarmRaised<'_> {
-    fn emit(self, t: &Telemetry) {
-        t.alarms_raised.get_or_create(&CameraLabel { camera: self.camera.to_string() }).inc();
-        t.alarms_raised_total.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-/// The outbox refused an alarm event: the one loss an operator must hear about.
-pub struct AlarmNotQueued<'a> {
-    pub camera: &'a str,
-    pub alarm_id: &'a str,
-    pub error: &'a dyn Display,
-}
-
-impl Event for AlarmNotQueued<'_> {
-    fn emit(self, t: &Telemetry) {
-        error!(camera = self.camera, alarm_id = self.alarm_id, "ALARM NOT QUEUED: {}", self.error);
-        t.alarms_not_queued.get_or_create(&CameraLabel { camera: self.camera.to_string() }).inc();
-    }
-}
-
-/// Evidence could not be saved. Counted every time, logged once per episode.
-pub struct EvidenceFailed<'a> {
-    pub camera: &'a str,
-    pub error: &'a dyn Display,
-}
-
-impl Event for EvidenceFailed<'_> {
-    fn emit(self, t: &Telemetry) {
-        t.evidence_errors.get_or_create(&CameraLabel { camera: self.camera.to_string() }).inc();
-        let first =
-            t.evidence_failing.lock().unwrap_or_else(PoisonError::into_inner).insert(self.camera.into());
-        if first {
-            warn!(
-                camera = self.camera,
-                "Evidence not saved: {}; alarms still go out. Logged once until saving works again \
-                 (inspectd_evidence_errors_total counts every one).",
-                self.error
-            );
-        }
-    }
-}
-
-/// Evidence was saved: ends a failure episode.
-pub struct EvidenceSaved<'a> {
-    pub camera: &'a str,
-}
-
-impl Event for EvidenceSaved<'_> {
-    fn emit(self, t: &Telemetry) {
-        if t.evidence_failing.lock().unwrap_or_else(PoisonError::into_inner).remove(self.camera) {
-            info!(camera = self.camera, "Evidence saving works again.");
-        }
-    }
-}
-
-/// A SIGHUP reload, applied or refused.
-pub struct Reload<'a> {
-    pub outcome: Result<&'a str, &'a dyn Display>,
-}
-
-impl Event for Reload<'_> {
-    fn emit(self, t: &Telemetry) {
-        let outcome = match self.outcome {
-            Ok(changes) => {
-                info!(changes, "Reload applied.");
-                "applied"
-            }
-            Err(e) => {
-                warn!("Reload refused, the running configuration and models stay: {e}");
-                "refused"
-            }
-        };
-        t.reloads.get_or_create(&OutcomeLabel { outcome }).inc();
-    }
 }
 
 /// One camera's per-frame metrics: cheap to call from the decision thread (atomic adds and a
