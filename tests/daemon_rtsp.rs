@@ -99,6 +99,10 @@ latency_ms = 50
     let mut longest_gap = Duration::ZERO;
     let mut reconnecting = false;
     while !reconnecting || killed.elapsed() < 4 * SECOND {
+        assert!(
+            killed.elapsed() < 30 * SECOND,
+            "the RTSP camera did not report reconnecting within 30 s of its server going away"
+        );
         let m = sub.expect("traffic during the outage", 30 * SECOND, |_| true).await;
         if m.topic.ends_with("/live/result") {
             longest_gap = longest_gap.max(last_live.elapsed());

@@ -4,10 +4,11 @@
 #[path = "common/gst.rs"]
 mod gst;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use inspectd::config::types::{FileSource, RawPipeline, Roi, SourceConfig, TestSource};
-use inspectd::source::{sample_frames, SourceError, SourceState, VideoReader};
+use inspectd::source::{sample_frames, SourceError, SourceSettings, SourceState, VideoReader};
 use inspectd::telemetry::DropReason;
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -146,6 +147,67 @@ fn a_live_pipeline_that_ends_is_rebuilt_and_keeps_counting() {
     assert!(states.contains(&SourceState::Reconnecting), "{states:?}");
     let message = running.wait_status("any", SECOND, |_| true).message;
     assert!(message.is_none() || message.as_deref().unwrap().contains("flaky"), "{message:?}");
+    running.stop(2 * SECOND);
+}
+
+/// Connects to `port` (retrying while the pipeline starts listening) and writes `count` JPEG
+/// frames 50 ms apart; the connection is returned open, so the receiver then sees silence.
+fn send_jpegs(port: u16, count: usize) -> std::net::TcpStream {
+    use std::io::Write;
+    let deadline = Instant::now() + 10 * SECOND;
+    let mut stream = loop {
+        match std::net::TcpStream::connect(("127.0.0.1", port)) {
+            Ok(stream) => break stream,
+            Err(e) => assert!(Instant::now() < deadline, "the pipeline never listened on {port}: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let img = image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([(x * 4) as u8, (y * 5) as u8, 128]));
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new(&mut jpeg).encode_image(&img).expect("jpeg");
+    for _ in 0..count {
+        stream.write_all(&jpeg).expect("the pipeline reads");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stream
+}
+
+#[test]
+fn a_live_source_that_goes_silent_without_an_error_is_rebuilt_after_its_stall_timeout() {
+    // A camera that loses power sends no error and no end of stream: its connection just goes
+    // quiet. Here the camera is this test, writing JPEGs over a TCP connection it keeps open.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let launch = format!(
+        "tcpserversrc host=127.0.0.1 port={port} do-timestamp=true ! jpegparse ! jpegdec \
+         ! videoconvert ! videoscale ! appsink name=sink"
+    );
+    let settings = SourceSettings {
+        camera: Arc::from("silent"),
+        source: SourceConfig::Pipeline(RawPipeline { launch, live: true }),
+        roi: None,
+        width: 16,
+        height: 16,
+        stall_timeout: Duration::from_secs(1),
+    };
+    let mut running = gst::start_settings(settings, 64);
+    let _quiet = send_jpegs(port, 10);
+    let stopped = Instant::now();
+    let status = running
+        .wait_status("reconnecting after the silence", 10 * SECOND, |s| s.state == SourceState::Reconnecting);
+    let silent = stopped.elapsed();
+    assert!(status.frames >= 5, "frames arrived before the silence: {status:?}");
+    let message = status.message.unwrap_or_default();
+    assert!(
+        message.contains("camera silent: no frame for") && message.contains("stall_timeout_s"),
+        "{message}"
+    );
+    assert!(silent >= Duration::from_millis(800) && silent < 5 * SECOND, "noticed after {silent:?}");
+
+    // The camera is back: the rebuilt pipeline listens again and delivers.
+    let before = status.frames;
+    let _again = send_jpegs(port, 10);
+    let status = running.wait_status("frames again", 5 * SECOND, |s| s.frames > before);
+    assert_eq!(status.state, SourceState::Streaming);
     running.stop(2 * SECOND);
 }
 

@@ -296,6 +296,11 @@ pub struct CameraConfig {
     /// Frames waiting for scoring; live sources drop the oldest when it is full.
     #[serde(default = "default_queue")]
     pub queue: usize,
+    /// A live source that delivers no frame for this long (seconds) is treated as failed and
+    /// rebuilt with backoff: a camera that lost power, or a network path that went silent,
+    /// sends no error. Not applied to files.
+    #[serde(default = "default_stall_timeout_s")]
+    pub stall_timeout_s: f64,
     #[serde(default)]
     pub alarm: AlarmConfig,
     #[serde(default)]
@@ -306,6 +311,9 @@ pub struct CameraConfig {
 
 const fn default_queue() -> usize {
     4
+}
+const fn default_stall_timeout_s() -> f64 {
+    5.0
 }
 const fn default_true() -> bool {
     true

@@ -460,6 +460,7 @@ fn start_streams(
                 roi: cam.config.roi,
                 width: w as u32,
                 height: h as u32,
+                stall_timeout: cam.stall_timeout,
             };
             let (tx, rx) =
                 edge_with_signal(cam.queue.get(), source_settings.overflow(), Some(signal.clone()));

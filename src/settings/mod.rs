@@ -51,6 +51,8 @@ pub struct CameraSettings {
     /// The camera's table as written (source, model, alarm, ...).
     pub config: CameraConfig,
     pub queue: NonZeroUsize,
+    /// How long a live source may deliver nothing before it is rebuilt.
+    pub stall_timeout: Duration,
     /// Shortest time between two evidence saves of NG frames.
     pub evidence_interval: Duration,
 }
@@ -124,6 +126,7 @@ impl Settings {
                 let settings = CameraSettings {
                     config: cam.clone(),
                     queue: p.count(&format!("{key}.queue"), cam.queue, 1024),
+                    stall_timeout: p.seconds(&format!("{key}.stall_timeout_s"), cam.stall_timeout_s, 0.5),
                     evidence_interval: p.seconds(
                         &format!("{key}.evidence.min_interval_s"),
                         cam.evidence.min_interval_s,

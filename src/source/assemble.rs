@@ -172,7 +172,8 @@ mod tests {
     use crate::config::types::{FileSource, RawPipeline};
 
     fn settings(camera: &str, source: SourceConfig) -> SourceSettings {
-        SourceSettings { camera: Arc::from(camera), source, roi: None, width: 32, height: 24 }
+        let stall_timeout = crate::source::DEFAULT_STALL_TIMEOUT;
+        SourceSettings { camera: Arc::from(camera), source, roi: None, width: 32, height: 24, stall_timeout }
     }
 
     fn scratch(name: &str, contents: &str) -> std::path::PathBuf {

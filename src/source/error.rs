@@ -50,6 +50,14 @@ pub enum SourceError {
     #[error("camera {camera}: the stream ended")]
     Ended { camera: String },
 
+    /// A live source delivered no frame for `after` and reported nothing: a camera that lost
+    /// power or a network path that went silent sends no error.
+    #[error(
+        "camera {camera}: no frame for {:.1} s (cameras.{camera}.stall_timeout_s); the source is rebuilt",
+        .after.as_secs_f64()
+    )]
+    Silent { camera: String, after: Duration },
+
     /// The pipeline refused a state change without saying why on the bus.
     #[error("camera {camera}: the pipeline could not go to {state}")]
     StateChange { camera: String, state: &'static str },
@@ -69,7 +77,10 @@ impl SourceError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            SourceError::Element { .. } | SourceError::Ended { .. } | SourceError::StateChange { .. }
+            SourceError::Element { .. }
+                | SourceError::Ended { .. }
+                | SourceError::Silent { .. }
+                | SourceError::StateChange { .. }
         )
     }
 }

@@ -26,6 +26,10 @@ mod template;
 mod validate;
 
 use std::sync::Arc;
+use std::time::Duration;
+
+/// `cameras.*.stall_timeout_s` by default, and for callers without a camera config.
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 use crate::config::types::{Roi, SourceConfig};
 use crate::flow::edge::Overflow;
@@ -49,6 +53,9 @@ pub struct SourceSettings {
     pub width: u32,
     /// The model's input height.
     pub height: u32,
+    /// A live source that delivers no frame for this long is failed and rebuilt (files and
+    /// non-live pipelines are never stalled: they wait for their consumer).
+    pub stall_timeout: Duration,
 }
 
 impl SourceSettings {

@@ -28,6 +28,10 @@ use super::SourceSettings;
 /// this bounds how late a shutdown is noticed.
 const PULL_WAIT: gst::ClockTime = gst::ClockTime::from_mseconds(50);
 
+/// The least time a fresh live pipeline gets to deliver its first frame (connecting to an RTSP
+/// server or a GigE camera takes seconds), whatever the stall timeout.
+const FIRST_FRAME_GRACE: Duration = Duration::from_secs(15);
+
 /// How one pipeline's life ended.
 #[derive(Debug)]
 pub(crate) enum Outcome {
@@ -106,9 +110,13 @@ impl Feed {
     }
 
     fn pump(&mut self, assembled: &Assembled) -> Outcome {
+        let mut last_frame = Instant::now();
         loop {
             if self.shutdown.is_cancelled() {
                 return Outcome::Cancelled;
+            }
+            if let Some(after) = self.silent_for(last_frame) {
+                return Outcome::Failed(SourceError::Silent { camera: self.camera(), after });
             }
             match bus::poll(&assembled.bus) {
                 Some(BusEvent::Error(failure)) => return Outcome::Failed(self.element_error(failure)),
@@ -123,10 +131,23 @@ impl Feed {
                     if let Err(outcome) = self.deliver(&sample) {
                         return outcome;
                     }
+                    last_frame = Instant::now();
                 }
                 None => self.status.refresh(Instant::now()),
             }
         }
+    }
+
+    /// How long a live source has been silent, once that is longer than it may be.
+    fn silent_for(&self, last_frame: Instant) -> Option<Duration> {
+        if !self.settings.reconnects() {
+            return None;
+        }
+        let allowed = match self.delivered {
+            0 => self.settings.stall_timeout.max(FIRST_FRAME_GRACE),
+            _ => self.settings.stall_timeout,
+        };
+        Some(last_frame.elapsed()).filter(|silent| *silent >= allowed)
     }
 
     /// End of stream: hands over what the appsink still holds, then loops a file (`None`: keep

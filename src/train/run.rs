@@ -318,13 +318,14 @@ fn capture_live(
     on: &mut dyn FnMut(TrainEvent),
 ) -> Result<Vec<RgbImage>, TrainError> {
     use crate::flow::edge::{edge, Overflow};
-    use crate::source::{SourceSettings, SourceStatus};
+    use crate::source::{SourceSettings, SourceStatus, DEFAULT_STALL_TIMEOUT};
     let settings = SourceSettings {
         camera: live.camera.as_str().into(),
         source: live.source.clone(),
         roi: live.roi,
         width: w,
         height: h,
+        stall_timeout: DEFAULT_STALL_TIMEOUT,
     };
     let (tx, rx) = edge(1, Overflow::DropOldest);
     let (status_tx, status_rx) = tokio::sync::watch::channel(SourceStatus::starting());

@@ -12,7 +12,7 @@ use gstreamer::prelude::*;
 use inspectd::config::types::SourceConfig;
 use inspectd::flow::edge::{edge, EdgeReceiver};
 use inspectd::flow::frame::Frame;
-use inspectd::source::{spawn, SourceSettings, SourceState, SourceStatus};
+use inspectd::source::{spawn, SourceSettings, SourceState, SourceStatus, DEFAULT_STALL_TIMEOUT};
 use inspectd::telemetry::Telemetry;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -75,7 +75,18 @@ pub fn start_with_roi(
     size: (u32, u32),
     capacity: usize,
 ) -> Running {
-    let settings = SourceSettings { camera: Arc::from(camera), source, roi, width: size.0, height: size.1 };
+    let settings = SourceSettings {
+        camera: Arc::from(camera),
+        source,
+        roi,
+        width: size.0,
+        height: size.1,
+        stall_timeout: DEFAULT_STALL_TIMEOUT,
+    };
+    start_settings(settings, capacity)
+}
+
+pub fn start_settings(settings: SourceSettings, capacity: usize) -> Running {
     let (tx, frames) = edge(capacity, settings.overflow());
     let (status_tx, status) = watch::channel(SourceStatus::starting());
     let shutdown = CancellationToken::new();
