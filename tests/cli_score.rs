@@ -175,3 +175,48 @@ fn a_required_provider_that_is_missing_stops_and_an_optional_one_falls_back() {
     assert!(log.contains("provider=cuda") && log.contains("falling back"), "{log}");
     assert!(log.contains("session created") && log.contains("provider=cpu"), "{log}");
 }
+
+#[test]
+fn the_cpu_knn_kernel_scores_like_the_bundles_graph() {
+    use inspectd::cfa::preprocess::Normalisation;
+    use inspectd::model::bundle::Bundle;
+    use inspectd::model::scorer::{ImageBatch, KnnPath, Scorer};
+    let (model, data) = fixture();
+    let bundle = Bundle::load(model).unwrap();
+    let rt = Runtime::init(RuntimeSettings::default()).unwrap();
+    let mut kernel = Scorer::with_knn(&rt, &bundle, Some(KnnPath::Kernel)).unwrap();
+    let mut graph = Scorer::with_knn(&rt, &bundle, Some(KnnPath::Graph)).unwrap();
+    assert_eq!((kernel.knn_path(), graph.knn_path()), (KnnPath::Kernel, KnnPath::Graph));
+    assert_eq!(Scorer::new(&rt, &bundle).unwrap().knn_path(), KnnPath::Kernel, "the CPU provider");
+    let mut images = Vec::new();
+    for entry in walk(&data.join("test")) {
+        images.push(image::open(entry).unwrap().to_rgb8());
+    }
+    assert!(images.len() >= 3, "good and defective test images");
+    let batch = ImageBatch::from_images(&images, 128, 128, &Normalisation::IMAGENET);
+    let (a, _) = kernel.nearest(&batch).unwrap();
+    let (b, _) = graph.nearest(&batch).unwrap();
+    assert_eq!(a.dim(), b.dim());
+    let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs() / y.abs().max(1e-3)).fold(0.0f32, f32::max);
+    assert!(worst < 1e-3, "largest relative difference of the K nearest distances: {worst}");
+    let (sa, _) = kernel.score(&batch).unwrap();
+    let (sb, _) = graph.score(&batch).unwrap();
+    for (x, y) in sa.iter().zip(&sb) {
+        assert!((x.score - y.score).abs() <= 1e-4 * y.score.abs().max(1.0), "{} vs {}", x.score, y.score);
+    }
+}
+
+/// Every PNG under `dir`, sorted.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else if path.extension().is_some_and(|e| e == "png") {
+            out.push(path);
+        }
+    }
+    out.sort();
+    out
+}

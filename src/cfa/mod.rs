@@ -11,5 +11,6 @@ pub mod blur;
 pub mod descriptor;
 pub mod distance;
 pub mod graph;
+pub mod knn;
 pub mod preprocess;
 pub mod resize;

@@ -1,9 +1,10 @@
 //! `inspectd bench`: per-stage milliseconds per image, images per second, and the kNN stage's
 //! GFLOP/s next to the machine's measured fp32 matrix-multiply peak.
 //!
-//! Production runs descriptor and kNN as one graph; to report them apart the benchmark
-//! generates the two halves as separate graphs from the same weights, and also times the fused
-//! graph so the two can be compared.
+//! On the CPU provider production runs a descriptor-only graph and the fused Rust kNN kernel
+//! (`cfa::knn`); on a GPU provider, the descriptor + kNN graph. The benchmark times the
+//! descriptor, the kNN the production path uses (`knn_ms`), the graph's kNN on the same
+//! descriptors (`knn_graph_ms`) and the fused graph, so the paths can be compared.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,10 +21,11 @@ use super::RuntimeArgs;
 use crate::cfa::blur::GaussianBlur;
 use crate::cfa::descriptor::DescriptorWeights;
 use crate::cfa::graph::{self, GraphShape};
+use crate::cfa::knn::Knn;
 use crate::cfa::{anomaly_map, preprocess};
 use crate::model::backbone;
 use crate::model::bundle::Bundle;
-use crate::model::runtime::Runtime;
+use crate::model::runtime::{Provider, Runtime};
 use crate::model::scorer::ImageBatch;
 use crate::onnx::{Dim, ElemType, Graph, Model, Node, Tensor};
 use crate::util::rng::SplitMix64;
@@ -82,6 +84,7 @@ struct StageReport {
     backbone_ms: f64,
     descriptor_ms: f64,
     knn_ms: f64,
+    knn_graph_ms: f64,
     map_blur_ms: f64,
     total_ms: f64,
     fused_descriptor_knn_ms: f64,
@@ -98,6 +101,8 @@ struct Report {
     input: String,
     memory_size: usize,
     descriptor_channels: usize,
+    /// The kNN production runs here: `kernel` (CPU) or `graph` (GPU providers).
+    knn_path: &'static str,
     matmul_peak_gflops: f64,
     stages: Vec<StageReport>,
 }
@@ -114,6 +119,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         input: format!("{}x{}", subject.width, subject.height),
         memory_size: subject.bank.ncols(),
         descriptor_channels: subject.bank.nrows(),
+        knn_path: if sessions.kernel.is_some() { "kernel" } else { "graph" },
         matmul_peak_gflops: peak,
         stages: Vec::new(),
     };
@@ -170,6 +176,8 @@ struct Sessions {
     descriptor: Session,
     knn: Session,
     fused: Session,
+    /// The CPU kNN kernel and its threads, as `model::scorer` runs it on the CPU provider.
+    kernel: Option<(Knn, usize)>,
     provider: String,
 }
 
@@ -179,7 +187,13 @@ impl Sessions {
         let knn = graph::knn_model(s.shape, s.bank.view(), chunk)?.encode();
         let fused = graph::descriptor_knn_model(s.shape, &s.weights, s.bank.view(), chunk)?.encode();
         let (backbone, provider) = runtime.session("backbone", &s.backbone_onnx)?;
+        let threads = match runtime.settings().intra_threads {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        };
+        let kernel = (provider == Provider::Cpu).then(|| (Knn::new(s.bank.view(), s.shape.k), threads));
         Ok(Sessions {
+            kernel,
             backbone,
             descriptor: runtime.session("descriptor (bench)", &descriptor)?.0,
             knn: runtime.session("knn (bench)", &knn)?.0,
@@ -196,6 +210,7 @@ struct Totals {
     backbone: Duration,
     descriptor: Duration,
     knn: Duration,
+    knn_graph: Duration,
     post: Duration,
     fused: Duration,
 }
@@ -225,6 +240,7 @@ fn measure(
         backbone_ms: per_image(totals.backbone),
         descriptor_ms: per_image(totals.descriptor),
         knn_ms: per_image(totals.knn),
+        knn_graph_ms: per_image(totals.knn_graph),
         map_blur_ms: per_image(totals.post),
         fused_descriptor_knn_ms: per_image(totals.fused),
         ..StageReport::default()
@@ -270,8 +286,21 @@ fn one_batch(
 
     let clock = Instant::now();
     let knn = ss.knn.run(ort::inputs!["phi" => &phi["phi"]])?;
-    let topk = knn["topk"].try_extract_array::<f32>()?.into_dimensionality::<Ix3>()?.to_owned();
-    t.knn += clock.elapsed();
+    let mut topk = knn["topk"].try_extract_array::<f32>()?.into_dimensionality::<Ix3>()?.to_owned();
+    let graph_time = clock.elapsed();
+    t.knn_graph += graph_time;
+    match &ss.kernel {
+        Some((kernel, threads)) => {
+            let clock = Instant::now();
+            let (_, values) = phi["phi"].try_extract_tensor::<f32>()?;
+            let (h, w) = s.shape.grid;
+            let mut nearest = ndarray::Array3::zeros((b, h * w, kernel.k()));
+            kernel.nearest(values, b, h * w, nearest.as_slice_mut().expect("contiguous"), *threads);
+            t.knn += clock.elapsed();
+            topk = nearest;
+        }
+        None => t.knn += graph_time,
+    }
 
     let clock = Instant::now();
     let (h, w) = s.shape.grid;
@@ -344,13 +373,15 @@ fn print_table(r: &Report) {
         r.model, r.input, r.descriptor_channels, r.memory_size, r.provider
     );
     println!("fp32 matmul peak (ONNX Runtime, measured): {:.1} GFLOP/s", r.matmul_peak_gflops);
+    println!("kNN path: {} (knn ms; the graph's kNN on the same descriptors: knn graph)", r.knn_path);
     println!(
-        "{:>5} {:>10} {:>9} {:>10} {:>8} {:>9} {:>9} {:>9} {:>8} {:>11} {:>8}",
+        "{:>5} {:>10} {:>9} {:>10} {:>8} {:>9} {:>9} {:>9} {:>9} {:>8} {:>11} {:>8}",
         "batch",
         "prep ms",
         "backbone",
         "descriptor",
         "knn ms",
+        "knn graph",
         "map+blur",
         "total ms",
         "fused d+k",
@@ -360,12 +391,13 @@ fn print_table(r: &Report) {
     );
     for s in &r.stages {
         println!(
-            "{:>5} {:>10.2} {:>9.2} {:>10.2} {:>8.2} {:>9.2} {:>9.2} {:>9.2} {:>8.1} {:>11.1} {:>7.0}%",
+            "{:>5} {:>10.2} {:>9.2} {:>10.2} {:>8.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>8.1} {:>11.1} {:>7.0}%",
             s.batch,
             s.decode_preprocess_ms,
             s.backbone_ms,
             s.descriptor_ms,
             s.knn_ms,
+            s.knn_graph_ms,
             s.map_blur_ms,
             s.total_ms,
             s.fused_descriptor_knn_ms,

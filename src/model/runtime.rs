@@ -247,10 +247,13 @@ impl Runtime {
 
 /// One intra-op pool for all sessions. Per-session pools would each spin after a run and steal
 /// the cores from the next session (backbone, then descriptor), which halved kNN speed here.
+/// The pool does not spin either: after the descriptor, the CPU kNN kernel (`cfa::knn`) needs
+/// the same cores, and spinning ONNX Runtime threads took them (its batch-1 time rose by 40%).
 fn thread_pool(intra_threads: usize) -> Result<ort::environment::GlobalThreadPoolOptions, RuntimeError> {
     Ok(ort::environment::GlobalThreadPoolOptions::default()
         .with_intra_threads(intra_threads)?
-        .with_inter_threads(1)?)
+        .with_inter_threads(1)?
+        .with_spin_control(false)?)
 }
 
 /// Registers one provider, handing the builder back whether or not it worked.

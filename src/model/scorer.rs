@@ -1,4 +1,10 @@
-//! Runs a bundle: backbone session → descriptor/kNN session → anomaly map on the CPU.
+//! Runs a bundle: backbone session → descriptor/kNN → anomaly map on the CPU.
+//!
+//! Two kNN paths, chosen by where the backbone runs:
+//! - on the CPU provider, a descriptor-only graph (generated from the bundle's verified weights)
+//!   and the fused Rust kernel [`crate::cfa::knn`], which never materialises a distance matrix;
+//! - on a GPU provider (CUDA, TensorRT), the bundle's own descriptor + kNN graph, so the
+//!   descriptor's output never leaves the device before the kNN.
 //!
 //! A [`Scorer`] owns its ONNX Runtime sessions and is used from one thread at a time: the
 //! daemon's scoring stage (`pipeline::scoring`) hosts it on its own thread; the command-line
@@ -14,6 +20,8 @@ use super::bundle::Bundle;
 use super::runtime::{Provider, Runtime, RuntimeError};
 use crate::cfa::anomaly_map;
 use crate::cfa::blur::GaussianBlur;
+use crate::cfa::graph::{self, GraphShape};
+use crate::cfa::knn::Knn;
 use crate::cfa::preprocess::{self, Normalisation};
 
 /// Normalised images at the model's input size, planar `[count, 3, height, width]`.
@@ -79,7 +87,10 @@ fn inference(stage: &'static str) -> impl Fn(ort::Error) -> ScoreError {
 /// A loaded, warmed-up model.
 pub struct Scorer {
     backbone: Session,
+    /// The descriptor alone (`phi`) with `knn`, or the bundle's descriptor + kNN graph (`topk`).
     descriptor: Session,
+    /// The CPU kNN kernel and its thread count; `None` where the graph does the kNN.
+    knn: Option<(Knn, usize)>,
     provider: Provider,
     height: usize,
     width: usize,
@@ -87,17 +98,52 @@ pub struct Scorer {
     blur: GaussianBlur,
 }
 
+/// Where the memory-bank kNN runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KnnPath {
+    /// The fused CPU kernel after a descriptor-only graph.
+    Kernel,
+    /// The bundle's descriptor + kNN graph, on the backbone's provider.
+    Graph,
+}
+
 impl Scorer {
     /// Creates both sessions and runs one warm-up batch, so the first real frame is not slow.
+    /// The kNN runs in the CPU kernel when the backbone runs on the CPU provider, else in the
+    /// bundle's graph on the same provider as the descriptor.
     pub fn new(runtime: &Runtime, bundle: &Bundle) -> Result<Scorer, ScoreError> {
+        Scorer::with_knn(runtime, bundle, None)
+    }
+
+    /// [`Scorer::new`] with the kNN path forced (benchmarks and tests); `None` chooses.
+    pub fn with_knn(runtime: &Runtime, bundle: &Bundle, path: Option<KnnPath>) -> Result<Scorer, ScoreError> {
         let backbone_name = bundle.dir.join(&bundle.manifest.backbone.file).display().to_string();
         let descriptor_name = bundle.dir.join(&bundle.manifest.descriptor.file).display().to_string();
         let (backbone, provider) = runtime.session(&backbone_name, &bundle.backbone_onnx)?;
-        let (descriptor, _) = runtime.session(&descriptor_name, &bundle.descriptor_onnx)?;
+        let path = path.unwrap_or(if provider == Provider::Cpu { KnnPath::Kernel } else { KnnPath::Graph });
+        let (descriptor, knn) = if path == KnnPath::Kernel {
+            let shape = GraphShape {
+                channels: bundle.manifest.backbone.channels,
+                grid: bundle.manifest.input.patch_grid(),
+                k: bundle.manifest.cfa.k,
+            };
+            let model = graph::descriptor_model(shape, &bundle.weights)
+                .map_err(|e| ScoreError::Inference { stage: "descriptor graph", reason: e.to_string() })?;
+            let (session, _) =
+                runtime.session(&format!("{descriptor_name} (descriptor)"), &model.encode())?;
+            let threads = match runtime.settings().intra_threads {
+                0 => std::thread::available_parallelism().map_or(1, usize::from),
+                n => n,
+            };
+            (session, Some((Knn::new(bundle.bank.view(), shape.k), threads)))
+        } else {
+            (runtime.session(&descriptor_name, &bundle.descriptor_onnx)?.0, None)
+        };
         let input = &bundle.manifest.input;
         let mut scorer = Scorer {
             backbone,
             descriptor,
+            knn,
             provider,
             height: input.height as usize,
             width: input.width as usize,
@@ -111,6 +157,14 @@ impl Scorer {
     /// The execution provider the backbone runs on.
     pub fn provider(&self) -> Provider {
         self.provider
+    }
+
+    pub fn knn_path(&self) -> KnnPath {
+        if self.knn.is_some() {
+            KnnPath::Kernel
+        } else {
+            KnnPath::Graph
+        }
     }
 
     /// Input size `(height, width)`.
@@ -138,11 +192,23 @@ impl Scorer {
         let started = Instant::now();
         let inputs = ort::inputs!["f1" => &features["f1"], "f2" => &features["f2"], "f3" => &features["f3"]];
         let out = self.descriptor.run(inputs).map_err(inference("descriptor"))?;
-        let topk = out["topk"].try_extract_array::<f32>().map_err(inference("descriptor output"))?;
-        let topk = topk
-            .into_dimensionality::<Ix3>()
-            .map_err(|e| ScoreError::Inference { stage: "descriptor output", reason: e.to_string() })?;
-        let topk = topk.to_owned();
+        let topk = match &self.knn {
+            Some((knn, threads)) => {
+                let (_, phi) =
+                    out["phi"].try_extract_tensor::<f32>().map_err(inference("descriptor output"))?;
+                let (h, w) = self.grid;
+                let mut topk = ndarray::Array3::zeros((batch.count, h * w, knn.k()));
+                let slice = topk.as_slice_mut().expect("a new array is contiguous");
+                knn.nearest(phi, batch.count, h * w, slice, *threads);
+                topk
+            }
+            None => {
+                let topk = out["topk"].try_extract_array::<f32>().map_err(inference("descriptor output"))?;
+                topk.into_dimensionality::<Ix3>()
+                    .map_err(|e| ScoreError::Inference { stage: "descriptor output", reason: e.to_string() })?
+                    .to_owned()
+            }
+        };
         times.descriptor_knn = started.elapsed();
         Ok((topk, times))
     }

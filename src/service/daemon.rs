@@ -281,7 +281,13 @@ async fn load_models(
         let model = tokio::task::spawn_blocking(move || load_model(&rt, &n, path))
             .await
             .map_err(|e| DaemonError::Thread(std::io::Error::other(e.to_string())))??;
-        info!(model = %name, id = %model.identity.id, provider = %model.scorer.provider(), "Model loaded and warmed up.");
+        info!(
+            model = %name,
+            id = %model.identity.id,
+            provider = %model.scorer.provider(),
+            knn = ?model.scorer.knn_path(),
+            "Model loaded and warmed up."
+        );
         loaded.insert(name.clone(), model);
     }
     Ok(loaded)

@@ -1,0 +1,459 @@
+//! The exact memory-bank kNN on the CPU, fused: squared distances from every patch descriptor
+//! to every centre, keeping each patch's K smallest as it goes.
+//!
+//! `|x - c|² = |x|² - 2·x·c + |c|²`. The kernel computes `-2·x·c + |c|²` for a register tile of
+//! 6 patches × 16 centres at a time (a matrix-multiply microkernel: 12 AVX2 accumulators, the
+//! bank pre-packed in 16-centre panels that stay in L1), compares the tile against each patch's
+//! current K-th best and inserts the few that beat it. Nothing larger than a tile is ever
+//! materialised, and there is no separate top-K pass over N. `|x|²` is constant per patch, so
+//! it is added to the K survivors only, and the result is clamped at 0 like the graph's `Relu`.
+//!
+//! The ONNX graph does the same work as `MatMul` on 256-patch chunks, an `Add`, and `TopK` over
+//! all N centres per patch; that stays the path for GPU providers (see `model::scorer`).
+//!
+//! Work is split over threads by blocks of patches; each thread walks all panels for its block
+//! (the block's packed descriptors stay in L2, each panel is read once per block).
+
+use ndarray::ArrayView2;
+
+/// Patches per register tile.
+const TILE_ROWS: usize = 6;
+/// Centres per panel (two 8-lane AVX2 vectors).
+const PANEL: usize = 16;
+/// Tiles per block: 288 patches × 176 channels × 4 B ≈ 200 KB, which stays in L2.
+const BLOCK_TILES: usize = 48;
+
+/// A memory bank packed for the kernel.
+#[derive(Debug, Clone)]
+pub struct Knn {
+    channels: usize,
+    centres: usize,
+    k: usize,
+    /// `-2·bank` in panels: `[panel][channel][PANEL]`, padded with zero centres.
+    panels: Vec<f32>,
+    /// `|c|²` per centre, padded with +∞ so padding never wins.
+    bank_sq: Vec<f32>,
+}
+
+impl Knn {
+    /// Packs `bank` (`[channels, centres]`, a centre per column) for `k` nearest neighbours.
+    ///
+    /// # Panics
+    /// If `k` is 0 or larger than the number of centres.
+    pub fn new(bank: ArrayView2<f32>, k: usize) -> Knn {
+        let (channels, centres) = bank.dim();
+        assert!(k >= 1 && k <= centres, "k = {k} with {centres} centres");
+        let n_panels = centres.div_ceil(PANEL);
+        let mut panels = vec![0.0f32; n_panels * channels * PANEL];
+        let mut bank_sq = vec![f32::INFINITY; n_panels * PANEL];
+        for j in 0..centres {
+            let (panel, lane) = (j / PANEL, j % PANEL);
+            let mut sq = 0.0f32;
+            for c in 0..channels {
+                let v = bank[[c, j]];
+                panels[(panel * channels + c) * PANEL + lane] = -2.0 * v;
+                sq += v * v;
+            }
+            bank_sq[j] = sq;
+        }
+        Knn { channels, centres, k, panels, bank_sq }
+    }
+
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    pub fn channels(&self) -> usize {
+        self.channels
+    }
+
+    pub fn centres(&self) -> usize {
+        self.centres
+    }
+
+    /// The `k` smallest squared distances, ascending, of every patch of every image:
+    /// `phi` is `[images, channels, patches]` (the descriptor's NCHW output, flattened), `out`
+    /// is `[images, patches, k]`. Uses up to `threads` threads (at least 1).
+    ///
+    /// # Panics
+    /// If the slice lengths do not match `images`, `patches` and the bank.
+    pub fn nearest(&self, phi: &[f32], images: usize, patches: usize, out: &mut [f32], threads: usize) {
+        assert_eq!(phi.len(), images * self.channels * patches, "descriptor size");
+        assert_eq!(out.len(), images * patches * self.k, "output size");
+        let tiles_per_image = patches.div_ceil(TILE_ROWS);
+        let packed = self.pack(phi, images, patches, tiles_per_image);
+        let tiles = images * tiles_per_image;
+        let mut best = vec![f32::INFINITY; tiles * TILE_ROWS * self.k];
+        let threads = threads.clamp(1, tiles.div_ceil(BLOCK_TILES).max(1));
+        let per_thread = tiles.div_ceil(threads);
+        let tile_len = TILE_ROWS * self.channels;
+        std::thread::scope(|scope| {
+            let mut work =
+                packed.chunks(per_thread * tile_len).zip(best.chunks_mut(per_thread * TILE_ROWS * self.k));
+            let first = work.next();
+            for (a, b) in work {
+                scope.spawn(move || self.scan(a, b));
+            }
+            if let Some((a, b)) = first {
+                self.scan(a, b);
+            }
+        });
+        self.finish(phi, images, patches, tiles_per_image, &best, out);
+    }
+
+    /// Descriptors regrouped per tile: `[tile][channel][TILE_ROWS]`, missing patches as zeros.
+    fn pack(&self, phi: &[f32], images: usize, patches: usize, tiles_per_image: usize) -> Vec<f32> {
+        let c_n = self.channels;
+        let mut packed = vec![0.0f32; images * tiles_per_image * TILE_ROWS * c_n];
+        for (img, phi) in phi.chunks_exact(c_n * patches).enumerate() {
+            for (c, plane) in phi.chunks_exact(patches).enumerate() {
+                for (p, &v) in plane.iter().enumerate() {
+                    let tile = img * tiles_per_image + p / TILE_ROWS;
+                    packed[(tile * c_n + c) * TILE_ROWS + p % TILE_ROWS] = v;
+                }
+            }
+        }
+        packed
+    }
+
+    /// Running top-K for a run of tiles: `a` is their packed descriptors, `best` their rows'
+    /// K best partial distances (`-2·x·c + |c|²`), ascending.
+    fn scan(&self, a: &[f32], best: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if avx2::available() {
+                // SAFETY: the CPU has AVX2 and FMA (checked just above).
+                return unsafe { avx2::scan(self, a, best) };
+            }
+        }
+        self.scan_with(a, best, portable_tile);
+    }
+
+    /// The loops of [`Knn::scan`] around one tile kernel: blocks of tiles, every panel for a
+    /// block, every tile of the block for a panel.
+    #[inline(always)]
+    fn scan_with(
+        &self,
+        a: &[f32],
+        best: &mut [f32],
+        tile: impl Fn(&[f32], &[f32], &[f32], &[f32; TILE_ROWS], usize) -> Tile,
+    ) {
+        let (k, tile_len) = (self.k, TILE_ROWS * self.channels);
+        let best_len = TILE_ROWS * k;
+        for (a, best) in a.chunks(BLOCK_TILES * tile_len).zip(best.chunks_mut(BLOCK_TILES * best_len)) {
+            let panels =
+                self.panels.chunks_exact(self.channels * PANEL).zip(self.bank_sq.chunks_exact(PANEL));
+            for (panel, bank_sq) in panels {
+                for (a, best) in a.chunks_exact(tile_len).zip(best.chunks_exact_mut(best_len)) {
+                    let mut worst = [0.0f32; TILE_ROWS];
+                    for (w, row) in worst.iter_mut().zip(best.chunks_exact(k)) {
+                        *w = row[k - 1];
+                    }
+                    let t = tile(a, panel, bank_sq, &worst, self.channels);
+                    if t.below.iter().any(|&m| m != 0) {
+                        offer(&t, best, k);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds `|x|²` to each patch's K best, clamps at 0 and writes them in patch order.
+    fn finish(
+        &self,
+        phi: &[f32],
+        images: usize,
+        patches: usize,
+        tiles_per_image: usize,
+        best: &[f32],
+        out: &mut [f32],
+    ) {
+        let (c_n, k) = (self.channels, self.k);
+        let mut x_sq = vec![0.0f32; patches];
+        for img in 0..images {
+            x_sq.iter_mut().for_each(|v| *v = 0.0);
+            let phi = &phi[img * c_n * patches..(img + 1) * c_n * patches];
+            for plane in phi.chunks_exact(patches) {
+                for (s, &v) in x_sq.iter_mut().zip(plane) {
+                    *s += v * v;
+                }
+            }
+            let rows = &best[img * tiles_per_image * TILE_ROWS * k..];
+            let out = &mut out[img * patches * k..(img + 1) * patches * k];
+            for (p, (o, &sq)) in out.chunks_exact_mut(k).zip(&x_sq).enumerate() {
+                for (o, &b) in o.iter_mut().zip(&rows[p * k..(p + 1) * k]) {
+                    *o = (b + sq).max(0.0);
+                }
+            }
+        }
+    }
+}
+
+/// Inserts a tile's entries that beat their row's K-th best.
+#[inline(always)]
+fn offer(t: &Tile, best: &mut [f32], k: usize) {
+    for ((row, &mask), best) in t.d.iter().zip(&t.below).zip(best.chunks_exact_mut(k)) {
+        let mut bits = mask;
+        while bits != 0 {
+            let d = row[bits.trailing_zeros() as usize];
+            if d < best[k - 1] {
+                insert(best, d);
+            }
+            bits &= bits - 1;
+        }
+    }
+}
+
+/// Inserts `d` into the ascending `best`, dropping its last (largest) value.
+#[inline]
+fn insert(best: &mut [f32], d: f32) {
+    let mut i = best.len() - 1;
+    while i > 0 && best[i - 1] > d {
+        best[i] = best[i - 1];
+        i -= 1;
+    }
+    best[i] = d;
+}
+
+/// One tile against one panel: partial distances `d[r][j] = |c_j|² - 2·Σ_c a[c][r]·b[c][j]`
+/// (the panel holds `-2·b`), and per row a bit mask of the entries below `worst[r]`.
+struct Tile {
+    d: [[f32; PANEL]; TILE_ROWS],
+    below: [u32; TILE_ROWS],
+}
+
+fn portable_tile(
+    a: &[f32],
+    panel: &[f32],
+    bank_sq: &[f32],
+    worst: &[f32; TILE_ROWS],
+    channels: usize,
+) -> Tile {
+    let mut d = [[0.0f32; PANEL]; TILE_ROWS];
+    for (a, b) in a.chunks_exact(TILE_ROWS).zip(panel.chunks_exact(PANEL)).take(channels) {
+        for (row, &av) in d.iter_mut().zip(a) {
+            for (o, &bv) in row.iter_mut().zip(b) {
+                *o = av.mul_add(bv, *o);
+            }
+        }
+    }
+    let mut below = [0u32; TILE_ROWS];
+    for ((row, mask), &w) in d.iter_mut().zip(&mut below).zip(worst) {
+        for (j, (o, &sq)) in row.iter_mut().zip(bank_sq).enumerate() {
+            *o += sq;
+            if *o < w {
+                *mask |= 1 << j;
+            }
+        }
+    }
+    Tile { d, below }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{Knn, Tile, PANEL, TILE_ROWS};
+
+    pub(super) fn available() -> bool {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+
+    /// [`Knn::scan`] with the AVX2 tile kernel inlined.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA ([`available`]).
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn scan(knn: &Knn, a: &[f32], best: &mut [f32]) {
+        knn.scan_with(a, best, |a, panel, bank_sq, worst, channels| {
+            assert!(
+                a.len() >= channels * TILE_ROWS && panel.len() >= channels * PANEL && bank_sq.len() >= PANEL
+            );
+            // SAFETY: this runs only inside `scan`, whose caller checked AVX2 and FMA; the
+            // slices hold what the kernel reads (asserted just above).
+            unsafe { tile(a, panel, bank_sq, worst, channels) }
+        });
+    }
+
+    /// The 6×16 microkernel: 12 accumulators, two panel loads and six broadcasts per channel,
+    /// then `|c|²` added and compared against each row's worst kept value.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA; `a` holds `channels × 6`, `panel` `channels × 16` and
+    /// `bank_sq` 16 values.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub(super) unsafe fn tile(
+        a: &[f32],
+        panel: &[f32],
+        bank_sq: &[f32],
+        worst: &[f32; TILE_ROWS],
+        channels: usize,
+    ) -> Tile {
+        let (mut a0, mut a1, mut a2, mut a3, mut a4, mut a5) = (
+            _mm256_setzero_ps(),
+            _mm256_setzero_ps(),
+            _mm256_setzero_ps(),
+            _mm256_setzero_ps(),
+            _mm256_setzero_ps(),
+            _mm256_setzero_ps(),
+        );
+        let (mut b0, mut b1, mut b2, mut b3, mut b4, mut b5) = (
+            _mm256_setzero_ps(),
+            _mm256_setzero_ps(),
+            _mm256_setzero_ps(),
+            _mm256_setzero_ps(),
+            _mm256_setzero_ps(),
+            _mm256_setzero_ps(),
+        );
+        let (ap, pp) = (a.as_ptr(), panel.as_ptr());
+        for c in 0..channels {
+            // SAFETY: c < channels, and both slices were checked to hold that many rows.
+            unsafe {
+                let lo = _mm256_loadu_ps(pp.add(c * PANEL));
+                let hi = _mm256_loadu_ps(pp.add(c * PANEL + 8));
+                let r = ap.add(c * TILE_ROWS);
+                let x = _mm256_broadcast_ss(&*r);
+                a0 = _mm256_fmadd_ps(x, lo, a0);
+                b0 = _mm256_fmadd_ps(x, hi, b0);
+                let x = _mm256_broadcast_ss(&*r.add(1));
+                a1 = _mm256_fmadd_ps(x, lo, a1);
+                b1 = _mm256_fmadd_ps(x, hi, b1);
+                let x = _mm256_broadcast_ss(&*r.add(2));
+                a2 = _mm256_fmadd_ps(x, lo, a2);
+                b2 = _mm256_fmadd_ps(x, hi, b2);
+                let x = _mm256_broadcast_ss(&*r.add(3));
+                a3 = _mm256_fmadd_ps(x, lo, a3);
+                b3 = _mm256_fmadd_ps(x, hi, b3);
+                let x = _mm256_broadcast_ss(&*r.add(4));
+                a4 = _mm256_fmadd_ps(x, lo, a4);
+                b4 = _mm256_fmadd_ps(x, hi, b4);
+                let x = _mm256_broadcast_ss(&*r.add(5));
+                a5 = _mm256_fmadd_ps(x, lo, a5);
+                b5 = _mm256_fmadd_ps(x, hi, b5);
+            }
+        }
+        let mut t = Tile { d: [[0.0f32; PANEL]; TILE_ROWS], below: [0; TILE_ROWS] };
+        let rows = [(a0, b0), (a1, b1), (a2, b2), (a3, b3), (a4, b4), (a5, b5)];
+        // SAFETY: bank_sq holds 16 floats, each row of t.d holds 16: unaligned 8-float accesses.
+        unsafe {
+            let sq_lo = _mm256_loadu_ps(bank_sq.as_ptr());
+            let sq_hi = _mm256_loadu_ps(bank_sq.as_ptr().add(8));
+            for (r, (lo, hi)) in rows.into_iter().enumerate() {
+                let lo = _mm256_add_ps(lo, sq_lo);
+                let hi = _mm256_add_ps(hi, sq_hi);
+                let w = _mm256_set1_ps(worst[r]);
+                let m_lo = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_LT_OQ>(lo, w)) as u32;
+                let m_hi = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_LT_OQ>(hi, w)) as u32;
+                t.below[r] = m_lo | (m_hi << 8);
+                _mm256_storeu_ps(t.d[r].as_mut_ptr(), lo);
+                _mm256_storeu_ps(t.d[r].as_mut_ptr().add(8), hi);
+            }
+        }
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::Array2;
+
+    use super::*;
+    use crate::util::rng::SplitMix64;
+
+    fn random(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
+        let mut rng = SplitMix64::new(seed);
+        Array2::from_shape_fn((rows, cols), |_| rng.unit() * 2.0 - 1.0)
+    }
+
+    /// Brute force in f64: every distance, sorted.
+    fn reference(phi: &[f32], images: usize, patches: usize, bank: &Array2<f32>, k: usize) -> Vec<f32> {
+        let (channels, centres) = bank.dim();
+        let mut out = Vec::new();
+        for img in 0..images {
+            for p in 0..patches {
+                let mut d: Vec<f64> = (0..centres)
+                    .map(|j| {
+                        (0..channels)
+                            .map(|c| {
+                                let x = f64::from(phi[(img * channels + c) * patches + p]);
+                                (x - f64::from(bank[[c, j]])).powi(2)
+                            })
+                            .sum()
+                    })
+                    .collect();
+                d.sort_by(f64::total_cmp);
+                out.extend(d[..k].iter().map(|&v| v as f32));
+            }
+        }
+        out
+    }
+
+    fn check(images: usize, patches: usize, channels: usize, centres: usize, k: usize, threads: usize) {
+        let bank = random(channels, centres, 1);
+        let phi = random(images * channels, patches, 2).into_raw_vec_and_offset().0;
+        let knn = Knn::new(bank.view(), k);
+        let mut out = vec![0.0; images * patches * k];
+        knn.nearest(&phi, images, patches, &mut out, threads);
+        let want = reference(&phi, images, patches, &bank, k);
+        for (i, (got, want)) in out.iter().zip(&want).enumerate() {
+            assert!((got - want).abs() <= 1e-4 * want.max(1.0), "entry {i}: {got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn matches_brute_force_on_awkward_sizes() {
+        // Patches not a multiple of the tile, centres not a multiple of the panel, channels
+        // odd, several images, more threads than blocks.
+        check(2, 37, 13, 45, 3, 4);
+        check(1, 6, 8, 16, 1, 1);
+        check(3, 100, 31, 200, 5, 2);
+    }
+
+    #[test]
+    fn matches_brute_force_at_a_production_shape_across_blocks_and_threads() {
+        // More than one block of 48 tiles per thread, as a 64×64 grid has.
+        check(1, 640, 40, 320, 3, 2);
+    }
+
+    #[test]
+    fn the_portable_and_vector_tiles_agree() {
+        let a = random(9, TILE_ROWS, 3).into_raw_vec_and_offset().0;
+        let b = random(9, PANEL, 4).into_raw_vec_and_offset().0;
+        let sq = random(1, PANEL, 5).into_raw_vec_and_offset().0;
+        let worst = [0.0, 0.5, -0.5, 1.0, f32::INFINITY, -9.0];
+        let want = portable_tile(&a, &b, &sq, &worst, 9);
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: only where the CPU has AVX2 and FMA.
+        let got = if avx2::available() {
+            unsafe { avx2::tile(&a, &b, &sq, &worst, 9) }
+        } else {
+            portable_tile(&a, &b, &sq, &worst, 9)
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let got = portable_tile(&a, &b, &sq, &worst, 9);
+        for (g, w) in got.d.iter().flatten().zip(want.d.iter().flatten()) {
+            assert!((g - w).abs() < 1e-5, "{g} vs {w}");
+        }
+        for (r, (g, w)) in got.below.iter().zip(&want.below).enumerate() {
+            // An entry within rounding of the row's worst may go either way.
+            let unsure: u32 =
+                (0..PANEL).filter(|&j| (want.d[r][j] - worst[r]).abs() < 1e-5).map(|j| 1 << j).sum();
+            assert_eq!(g & !unsure, w & !unsure, "row {r}");
+        }
+    }
+
+    #[test]
+    fn a_patch_equal_to_a_centre_is_at_distance_zero() {
+        let bank = random(8, 20, 5);
+        let mut phi = vec![0.0f32; 8 * 7];
+        for c in 0..8 {
+            phi[c * 7 + 3] = bank[[c, 11]];
+        }
+        let knn = Knn::new(bank.view(), 2);
+        let mut out = vec![0.0; 7 * 2];
+        knn.nearest(&phi, 1, 7, &mut out, 1);
+        assert!(out[3 * 2] <= 1e-5, "{}", out[3 * 2]);
+        assert!(out[3 * 2 + 1] > 0.0);
+    }
+}
