@@ -82,23 +82,74 @@ impl Knn {
         assert_eq!(out.len(), images * patches * self.k, "output size");
         let tiles_per_image = patches.div_ceil(TILE_ROWS);
         let packed = self.pack(phi, images, patches, tiles_per_image);
-        let tiles = images * tiles_per_image;
-        let mut best = vec![f32::INFINITY; tiles * TILE_ROWS * self.k];
+        let (best, _) = self.search(&packed, images * tiles_per_image, threads);
+        let (c_n, k) = (self.channels, self.k);
+        let mut x_sq = vec![0.0f32; patches];
+        for img in 0..images {
+            x_sq.iter_mut().for_each(|v| *v = 0.0);
+            for plane in phi[img * c_n * patches..(img + 1) * c_n * patches].chunks_exact(patches) {
+                for (s, &v) in x_sq.iter_mut().zip(plane) {
+                    *s += v * v;
+                }
+            }
+            // Within an image, patch p is row p of its tiles.
+            let rows = &best[img * tiles_per_image * TILE_ROWS * k..];
+            let out = &mut out[img * patches * k..(img + 1) * patches * k];
+            for (p, (o, &sq)) in out.chunks_exact_mut(k).zip(&x_sq).enumerate() {
+                finish_row(o, &rows[p * k..(p + 1) * k], sq);
+            }
+        }
+    }
+
+    /// [`Knn::nearest`] for row-major descriptors (`rows` is `[n, channels]`, training's layout),
+    /// with the centres' indices: `dist` and `index` are `[n, k]`, ascending by distance.
+    ///
+    /// # Panics
+    /// If the slice lengths do not match `n` and the bank.
+    pub fn nearest_rows(&self, rows: &[f32], n: usize, dist: &mut [f32], index: &mut [i64], threads: usize) {
+        let (c_n, k) = (self.channels, self.k);
+        assert_eq!(rows.len(), n * c_n, "descriptor size");
+        assert!(dist.len() == n * k && index.len() == n * k, "output size");
+        let tiles = n.div_ceil(TILE_ROWS);
+        let mut packed = vec![0.0f32; tiles * TILE_ROWS * c_n];
+        for (p, row) in rows.chunks_exact(c_n).enumerate() {
+            let base = (p / TILE_ROWS) * c_n * TILE_ROWS + p % TILE_ROWS;
+            for (c, &v) in row.iter().enumerate() {
+                packed[base + c * TILE_ROWS] = v;
+            }
+        }
+        let (best, best_index) = self.search(&packed, tiles, threads);
+        let rows_out = dist.chunks_exact_mut(k).zip(index.chunks_exact_mut(k)).zip(rows.chunks_exact(c_n));
+        for (p, ((d, i), row)) in rows_out.enumerate() {
+            finish_row(d, &best[p * k..(p + 1) * k], row.iter().map(|v| v * v).sum());
+            for (i, &j) in i.iter_mut().zip(&best_index[p * k..(p + 1) * k]) {
+                *i = i64::from(j);
+            }
+        }
+    }
+
+    /// The K best partial distances and their centres for every row of `tiles` packed tiles,
+    /// over up to `threads` threads: `[tiles · TILE_ROWS, k]` each.
+    fn search(&self, packed: &[f32], tiles: usize, threads: usize) -> (Vec<f32>, Vec<u32>) {
+        let rows_k = TILE_ROWS * self.k;
+        let mut best = vec![f32::INFINITY; tiles * rows_k];
+        let mut index = vec![0u32; tiles * rows_k];
         let threads = threads.clamp(1, tiles.div_ceil(BLOCK_TILES).max(1));
-        let per_thread = tiles.div_ceil(threads);
+        let per_thread = tiles.div_ceil(threads).max(1);
         let tile_len = TILE_ROWS * self.channels;
         std::thread::scope(|scope| {
-            let mut work =
-                packed.chunks(per_thread * tile_len).zip(best.chunks_mut(per_thread * TILE_ROWS * self.k));
+            let mut work = packed
+                .chunks(per_thread * tile_len)
+                .zip(best.chunks_mut(per_thread * rows_k).zip(index.chunks_mut(per_thread * rows_k)));
             let first = work.next();
-            for (a, b) in work {
-                scope.spawn(move || self.scan(a, b));
+            for (a, (b, i)) in work {
+                scope.spawn(move || self.scan(a, b, i));
             }
-            if let Some((a, b)) = first {
-                self.scan(a, b);
+            if let Some((a, (b, i))) = first {
+                self.scan(a, b, i);
             }
         });
-        self.finish(phi, images, patches, tiles_per_image, &best, out);
+        (best, index)
     }
 
     /// Descriptors regrouped per tile: `[tile][channel][TILE_ROWS]`, missing patches as zeros.
@@ -118,15 +169,15 @@ impl Knn {
 
     /// Running top-K for a run of tiles: `a` is their packed descriptors, `best` their rows'
     /// K best partial distances (`-2·x·c + |c|²`), ascending.
-    fn scan(&self, a: &[f32], best: &mut [f32]) {
+    fn scan(&self, a: &[f32], best: &mut [f32], index: &mut [u32]) {
         #[cfg(target_arch = "x86_64")]
         {
             if avx2::available() {
                 // SAFETY: the CPU has AVX2 and FMA (checked just above).
-                return unsafe { avx2::scan(self, a, best) };
+                return unsafe { avx2::scan(self, a, best, index) };
             }
         }
-        self.scan_with(a, best, portable_tile);
+        self.scan_with(a, best, index, portable_tile);
     }
 
     /// The loops of [`Knn::scan`] around one tile kernel: blocks of tiles, every panel for a
@@ -136,83 +187,72 @@ impl Knn {
         &self,
         a: &[f32],
         best: &mut [f32],
+        index: &mut [u32],
         tile: impl Fn(&[f32], &[f32], &[f32], &[f32; TILE_ROWS], usize) -> Tile,
     ) {
         let (k, tile_len) = (self.k, TILE_ROWS * self.channels);
         let best_len = TILE_ROWS * k;
-        for (a, best) in a.chunks(BLOCK_TILES * tile_len).zip(best.chunks_mut(BLOCK_TILES * best_len)) {
+        let blocks = a
+            .chunks(BLOCK_TILES * tile_len)
+            .zip(best.chunks_mut(BLOCK_TILES * best_len).zip(index.chunks_mut(BLOCK_TILES * best_len)));
+        for (a, (best, index)) in blocks {
             let panels =
                 self.panels.chunks_exact(self.channels * PANEL).zip(self.bank_sq.chunks_exact(PANEL));
-            for (panel, bank_sq) in panels {
-                for (a, best) in a.chunks_exact(tile_len).zip(best.chunks_exact_mut(best_len)) {
+            for (first, (panel, bank_sq)) in (0u32..).step_by(PANEL).zip(panels) {
+                let tiles = a
+                    .chunks_exact(tile_len)
+                    .zip(best.chunks_exact_mut(best_len).zip(index.chunks_exact_mut(best_len)));
+                for (a, (best, index)) in tiles {
                     let mut worst = [0.0f32; TILE_ROWS];
                     for (w, row) in worst.iter_mut().zip(best.chunks_exact(k)) {
                         *w = row[k - 1];
                     }
                     let t = tile(a, panel, bank_sq, &worst, self.channels);
                     if t.below.iter().any(|&m| m != 0) {
-                        offer(&t, best, k);
+                        offer(&t, first, best, index, k);
                     }
-                }
-            }
-        }
-    }
-
-    /// Adds `|x|²` to each patch's K best, clamps at 0 and writes them in patch order.
-    fn finish(
-        &self,
-        phi: &[f32],
-        images: usize,
-        patches: usize,
-        tiles_per_image: usize,
-        best: &[f32],
-        out: &mut [f32],
-    ) {
-        let (c_n, k) = (self.channels, self.k);
-        let mut x_sq = vec![0.0f32; patches];
-        for img in 0..images {
-            x_sq.iter_mut().for_each(|v| *v = 0.0);
-            let phi = &phi[img * c_n * patches..(img + 1) * c_n * patches];
-            for plane in phi.chunks_exact(patches) {
-                for (s, &v) in x_sq.iter_mut().zip(plane) {
-                    *s += v * v;
-                }
-            }
-            let rows = &best[img * tiles_per_image * TILE_ROWS * k..];
-            let out = &mut out[img * patches * k..(img + 1) * patches * k];
-            for (p, (o, &sq)) in out.chunks_exact_mut(k).zip(&x_sq).enumerate() {
-                for (o, &b) in o.iter_mut().zip(&rows[p * k..(p + 1) * k]) {
-                    *o = (b + sq).max(0.0);
                 }
             }
         }
     }
 }
 
-/// Inserts a tile's entries that beat their row's K-th best.
+/// Adds `|x|²` to a row's K best partial distances and clamps at 0 (the graph's `Relu`).
+fn finish_row(out: &mut [f32], best: &[f32], x_sq: f32) {
+    for (o, &b) in out.iter_mut().zip(best) {
+        *o = (b + x_sq).max(0.0);
+    }
+}
+
+/// Inserts a tile's entries that beat their row's K-th best; `first` is the panel's first
+/// centre.
 #[inline(always)]
-fn offer(t: &Tile, best: &mut [f32], k: usize) {
-    for ((row, &mask), best) in t.d.iter().zip(&t.below).zip(best.chunks_exact_mut(k)) {
+fn offer(t: &Tile, first: u32, best: &mut [f32], index: &mut [u32], k: usize) {
+    let rows = t.d.iter().zip(&t.below).zip(best.chunks_exact_mut(k).zip(index.chunks_exact_mut(k)));
+    for ((row, &mask), (best, index)) in rows {
         let mut bits = mask;
         while bits != 0 {
-            let d = row[bits.trailing_zeros() as usize];
+            let j = bits.trailing_zeros();
+            let d = row[j as usize];
             if d < best[k - 1] {
-                insert(best, d);
+                insert(best, index, d, first + j);
             }
             bits &= bits - 1;
         }
     }
 }
 
-/// Inserts `d` into the ascending `best`, dropping its last (largest) value.
+/// Inserts `d` (of centre `centre`) into the ascending `best`, dropping its last (largest).
 #[inline]
-fn insert(best: &mut [f32], d: f32) {
+fn insert(best: &mut [f32], index: &mut [u32], d: f32, centre: u32) {
     let mut i = best.len() - 1;
     while i > 0 && best[i - 1] > d {
         best[i] = best[i - 1];
+        index[i] = index[i - 1];
         i -= 1;
     }
     best[i] = d;
+    index[i] = centre;
 }
 
 /// One tile against one panel: partial distances `d[r][j] = |c_j|² - 2·Σ_c a[c][r]·b[c][j]`
@@ -264,8 +304,8 @@ mod avx2 {
     /// # Safety
     /// The CPU must support AVX2 and FMA ([`available`]).
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn scan(knn: &Knn, a: &[f32], best: &mut [f32]) {
-        knn.scan_with(a, best, |a, panel, bank_sq, worst, channels| {
+    pub(super) unsafe fn scan(knn: &Knn, a: &[f32], best: &mut [f32], index: &mut [u32]) {
+        knn.scan_with(a, best, index, |a, panel, bank_sq, worst, channels| {
             assert!(
                 a.len() >= channels * TILE_ROWS && panel.len() >= channels * PANEL && bank_sq.len() >= PANEL
             );
@@ -414,6 +454,30 @@ mod tests {
     fn matches_brute_force_at_a_production_shape_across_blocks_and_threads() {
         // More than one block of 48 tiles per thread, as a 64×64 grid has.
         check(1, 640, 40, 320, 3, 2);
+    }
+
+    #[test]
+    fn row_major_search_gives_the_distances_and_the_centres() {
+        let (n, channels, centres, k) = (50, 12, 70, 4);
+        let bank = random(channels, centres, 7);
+        let rows = random(n, channels, 8);
+        let knn = Knn::new(bank.view(), k);
+        let (mut dist, mut index) = (vec![0.0; n * k], vec![0i64; n * k]);
+        knn.nearest_rows(rows.as_slice().unwrap(), n, &mut dist, &mut index, 2);
+        // The same rows channel-major, as one image of n patches.
+        let phi = rows.t().as_standard_layout().to_owned().into_raw_vec_and_offset().0;
+        let want = reference(&phi, 1, n, &bank, k);
+        for p in 0..n {
+            for r in 0..k {
+                let (d, j) = (dist[p * k + r], index[p * k + r] as usize);
+                assert!((d - want[p * k + r]).abs() <= 1e-4 * want[p * k + r].max(1.0), "row {p} rank {r}");
+                let exact: f32 = (0..channels).map(|c| (rows[[p, c]] - bank[[c, j]]).powi(2)).sum();
+                assert!(
+                    (d - exact).abs() <= 1e-4 * exact.max(1.0),
+                    "row {p}: centre {j} is at {exact}, not {d}"
+                );
+            }
+        }
     }
 
     #[test]

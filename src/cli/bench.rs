@@ -187,10 +187,7 @@ impl Sessions {
         let knn = graph::knn_model(s.shape, s.bank.view(), chunk)?.encode();
         let fused = graph::descriptor_knn_model(s.shape, &s.weights, s.bank.view(), chunk)?.encode();
         let (backbone, provider) = runtime.session("backbone", &s.backbone_onnx)?;
-        let threads = match runtime.settings().intra_threads {
-            0 => std::thread::available_parallelism().map_or(1, usize::from),
-            n => n,
-        };
+        let threads = runtime.threads();
         let kernel = (provider == Provider::Cpu).then(|| (Knn::new(s.bank.view(), s.shape.k), threads));
         Ok(Sessions {
             kernel,

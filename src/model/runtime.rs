@@ -187,6 +187,15 @@ impl Runtime {
     }
 
     /// The settings sessions are created with.
+    /// Threads the pool runs (`intra_threads`, or one per core when 0): what the CPU kNN
+    /// kernel uses too, so the two never oversubscribe the cores.
+    pub fn threads(&self) -> usize {
+        match self.settings.intra_threads {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        }
+    }
+
     pub fn settings(&self) -> &RuntimeSettings {
         &self.settings
     }

@@ -131,10 +131,7 @@ impl Scorer {
                 .map_err(|e| ScoreError::Inference { stage: "descriptor graph", reason: e.to_string() })?;
             let (session, _) =
                 runtime.session(&format!("{descriptor_name} (descriptor)"), &model.encode())?;
-            let threads = match runtime.settings().intra_threads {
-                0 => std::thread::available_parallelism().map_or(1, usize::from),
-                n => n,
-            };
+            let threads = runtime.threads();
             (session, Some((Knn::new(bundle.bank.view(), shape.k), threads)))
         } else {
             (runtime.session(&descriptor_name, &bundle.descriptor_onnx)?.0, None)

@@ -16,8 +16,9 @@ use super::loss::{cfa_loss, LossGrad};
 use super::optim::{AdamW, AdamWConfig};
 use crate::cfa::descriptor::DescriptorWeights;
 use crate::cfa::graph;
+use crate::cfa::knn::Knn;
 use crate::model::manifest::RadiusMode;
-use crate::model::runtime::Runtime;
+use crate::model::runtime::{Provider, Runtime};
 use crate::model::scorer::ScoreError;
 use crate::util::rng::SplitMix64;
 
@@ -142,7 +143,7 @@ pub struct Trainer {
     radius: f32,
     bank: Array2<f32>,
     bank_rows: Array2<f32>,
-    knn: Session,
+    knn: TrainingKnn,
     optimiser: AdamW,
     rng: SplitMix64,
     order: Vec<usize>,
@@ -161,10 +162,7 @@ impl Trainer {
         let c_in = cache.inputs[0].ncols() - 2;
         let weights = DescriptorWeights::init(c_in, (c_in / cfg.gamma_d.max(1)).max(1), cfg.seed);
         let bank = memory_bank(bank_cache, &weights, cfg.gamma_c, cfg.seed);
-        let model =
-            graph::knn_rows_model(bank.view(), cfg.k + cfg.j, cache.patches(), graph::DEFAULT_CHUNK_ROWS)
-                .map_err(|e| ScoreError::Inference { stage: "training kNN graph", reason: e.to_string() })?;
-        let (knn, _) = runtime.session("training kNN", &model.encode())?;
+        let knn = TrainingKnn::new(runtime, &bank, cfg.k + cfg.j, cache.patches())?;
         let params = weights.weight.len() + weights.bias.len() + 1;
         Ok(Trainer {
             radius: cfg.radius,
@@ -249,12 +247,7 @@ impl Trainer {
     }
 
     fn nearest(&mut self, phi: &Array2<f32>) -> Result<(Vec<f32>, Vec<i64>), ScoreError> {
-        let fail = |e: ort::Error| ScoreError::Inference { stage: "training kNN", reason: e.to_string() };
-        let rows = TensorRef::from_array_view(phi.view()).map_err(fail)?;
-        let out = self.knn.run(ort::inputs!["rows" => rows]).map_err(fail)?;
-        let dist = out["dist"].try_extract_tensor::<f32>().map_err(fail)?.1.to_vec();
-        let index = out["index"].try_extract_tensor::<i64>().map_err(fail)?.1.to_vec();
-        Ok((dist, index))
+        self.knn.nearest(phi)
     }
 
     /// AdamW over the flat parameter vector `[weight, bias, radius]`.
@@ -271,6 +264,58 @@ impl Trainer {
         self.weights.bias.as_slice_mut().expect("standard layout").copy_from_slice(&rest[..rest.len() - 1]);
         if trainable {
             self.radius = rest[rest.len() - 1];
+        }
+    }
+}
+
+/// The K+J nearest centres of training's descriptor rows: the CPU kernel where the runtime's
+/// provider is the CPU (as the scorer chooses), else the generated graph on the provider.
+enum TrainingKnn {
+    Kernel { knn: Knn, threads: usize },
+    Graph(Session),
+}
+
+impl TrainingKnn {
+    fn new(
+        runtime: &Runtime,
+        bank: &Array2<f32>,
+        width: usize,
+        patches: usize,
+    ) -> Result<TrainingKnn, ScoreError> {
+        let model = graph::knn_rows_model(bank.view(), width, patches, graph::DEFAULT_CHUNK_ROWS)
+            .map_err(|e| ScoreError::Inference { stage: "training kNN graph", reason: e.to_string() })?;
+        let (session, provider) = runtime.session("training kNN", &model.encode())?;
+        if provider != Provider::Cpu {
+            return Ok(TrainingKnn::Graph(session));
+        }
+        let threads = runtime.threads();
+        Ok(TrainingKnn::Kernel { knn: Knn::new(bank.view(), width), threads })
+    }
+
+    fn nearest(&mut self, phi: &Array2<f32>) -> Result<(Vec<f32>, Vec<i64>), ScoreError> {
+        match self {
+            TrainingKnn::Kernel { knn, threads } => {
+                let n = phi.nrows();
+                let rows = phi.as_standard_layout();
+                let (mut dist, mut index) = (vec![0.0; n * knn.k()], vec![0; n * knn.k()]);
+                knn.nearest_rows(
+                    rows.as_slice().expect("standard layout"),
+                    n,
+                    &mut dist,
+                    &mut index,
+                    *threads,
+                );
+                Ok((dist, index))
+            }
+            TrainingKnn::Graph(session) => {
+                let fail =
+                    |e: ort::Error| ScoreError::Inference { stage: "training kNN", reason: e.to_string() };
+                let rows = TensorRef::from_array_view(phi.view()).map_err(fail)?;
+                let out = session.run(ort::inputs!["rows" => rows]).map_err(fail)?;
+                let dist = out["dist"].try_extract_tensor::<f32>().map_err(fail)?.1.to_vec();
+                let index = out["index"].try_extract_tensor::<i64>().map_err(fail)?.1.to_vec();
+                Ok((dist, index))
+            }
         }
     }
 }
