@@ -393,6 +393,8 @@ def run_inspectd(args, batches: list[int]) -> dict:
     cmd = [str(args.inspectd), "bench", "--backbone", str(args.backbone), "--size", str(args.size),
            "--memory", str(args.memory), "--batch", ",".join(map(str, batches)),
            "--seconds", str(args.seconds), "--threads", str(args.threads), "--json"]
+    if args.knn_window is not None:
+        cmd += ["--knn-window", str(args.knn_window)]
     if args.ort_library:
         cmd += ["--ort-library", str(args.ort_library)]
     env = dict(os.environ, INSPECTD_LOG="info", INSPECTD_LOG_FORMAT="text")
@@ -438,6 +440,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads, both sides")
     p.add_argument("--size", type=int, default=256, help="input size (square)")
     p.add_argument("--memory", type=int, default=4096, help="memory bank entries")
+    p.add_argument("--knn-window", type=int, default=None,
+                   help="pass --knn-window R to inspectd bench (its approximate position-aware kNN)")
     p.add_argument("--inspectd", type=Path, default=ROOT / "target" / "release" / "inspectd")
     p.add_argument("--backbone", type=Path, default=local / "models" / "backbone.onnx",
                    help="inspectd's backbone (checked against the torch Lite0 at start)")

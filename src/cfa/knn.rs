@@ -33,6 +33,41 @@ pub struct Knn {
     panels: Vec<f32>,
     /// `|c|²` per centre, padded with +∞ so padding never wins.
     bank_sq: Vec<f32>,
+    /// A position-aware search: per tile of an image, the panels near its patches.
+    window: Option<Window>,
+}
+
+/// The panels each tile of an image searches when centre `j` belongs to patch position `j`
+/// (CFA's bank without compression): those holding centres within `radius` grid cells of any
+/// of the tile's patches (whole panels, so a few centres beyond the window come along).
+#[derive(Debug, Clone)]
+struct Window {
+    patches: usize,
+    panels: Vec<Vec<u32>>,
+}
+
+impl Window {
+    fn new(grid: (usize, usize), radius: usize) -> Window {
+        let (h, w) = grid;
+        let patches = h * w;
+        let panels = (0..patches.div_ceil(TILE_ROWS))
+            .map(|t| {
+                let mut list = Vec::new();
+                for p in (t * TILE_ROWS..(t + 1) * TILE_ROWS).filter(|&p| p < patches) {
+                    let (y, x) = (p / w, p % w);
+                    for yy in y.saturating_sub(radius)..=(y + radius).min(h - 1) {
+                        let lo = yy * w + x.saturating_sub(radius);
+                        let hi = yy * w + (x + radius).min(w - 1);
+                        list.extend((lo / PANEL) as u32..=(hi / PANEL) as u32);
+                    }
+                }
+                list.sort_unstable();
+                list.dedup();
+                list
+            })
+            .collect();
+        Window { patches, panels }
+    }
 }
 
 impl Knn {
@@ -56,7 +91,17 @@ impl Knn {
             }
             bank_sq[j] = sq;
         }
-        Knn { channels, centres, k, panels, bank_sq }
+        Knn { channels, centres, k, panels, bank_sq, window: None }
+    }
+
+    /// Searches only the centres within `radius` grid cells of each patch's own position, for
+    /// a bank with one centre per position of a `grid` (`h, w`); an approximation of the exact
+    /// search, whose accuracy must be measured. `None` when the bank is not one per position.
+    pub fn windowed(mut self, grid: (usize, usize), radius: usize) -> Option<Knn> {
+        (grid.0 * grid.1 == self.centres && grid.0 > 0 && grid.1 > 0).then(|| {
+            self.window = Some(Window::new(grid, radius));
+            self
+        })
     }
 
     pub fn k(&self) -> usize {
@@ -82,6 +127,9 @@ impl Knn {
         assert_eq!(out.len(), images * patches * self.k, "output size");
         let tiles_per_image = patches.div_ceil(TILE_ROWS);
         let packed = self.pack(phi, images, patches, tiles_per_image);
+        if let Some(w) = &self.window {
+            assert_eq!(w.patches, patches, "a windowed search needs the grid it was made for");
+        }
         let (best, _) = self.search(&packed, images * tiles_per_image, threads);
         let (c_n, k) = (self.channels, self.k);
         let mut x_sq = vec![0.0f32; patches];
@@ -118,6 +166,7 @@ impl Knn {
                 packed[base + c * TILE_ROWS] = v;
             }
         }
+        assert!(self.window.is_none(), "rows carry no grid position for a windowed search");
         let (best, best_index) = self.search(&packed, tiles, threads);
         let rows_out = dist.chunks_exact_mut(k).zip(index.chunks_exact_mut(k)).zip(rows.chunks_exact(c_n));
         for (p, ((d, i), row)) in rows_out.enumerate() {
@@ -138,15 +187,16 @@ impl Knn {
         let per_thread = tiles.div_ceil(threads).max(1);
         let tile_len = TILE_ROWS * self.channels;
         std::thread::scope(|scope| {
-            let mut work = packed
+            let work = packed
                 .chunks(per_thread * tile_len)
                 .zip(best.chunks_mut(per_thread * rows_k).zip(index.chunks_mut(per_thread * rows_k)));
+            let mut work = work.enumerate();
             let first = work.next();
-            for (a, (b, i)) in work {
-                scope.spawn(move || self.scan(a, b, i));
+            for (n, (a, (b, i))) in work {
+                scope.spawn(move || self.scan(a, b, i, n * per_thread));
             }
-            if let Some((a, (b, i))) = first {
-                self.scan(a, b, i);
+            if let Some((_, (a, (b, i)))) = first {
+                self.scan(a, b, i, 0);
             }
         });
         (best, index)
@@ -169,15 +219,51 @@ impl Knn {
 
     /// Running top-K for a run of tiles: `a` is their packed descriptors, `best` their rows'
     /// K best partial distances (`-2·x·c + |c|²`), ascending.
-    fn scan(&self, a: &[f32], best: &mut [f32], index: &mut [u32]) {
+    fn scan(&self, a: &[f32], best: &mut [f32], index: &mut [u32], first_tile: usize) {
         #[cfg(target_arch = "x86_64")]
         {
             if avx2::available() {
                 // SAFETY: the CPU has AVX2 and FMA (checked just above).
-                return unsafe { avx2::scan(self, a, best, index) };
+                return unsafe { avx2::scan(self, a, best, index, first_tile) };
             }
         }
-        self.scan_with(a, best, index, portable_tile);
+        match &self.window {
+            Some(w) => self.scan_window_with(w, a, best, index, first_tile, portable_tile),
+            None => self.scan_with(a, best, index, portable_tile),
+        }
+    }
+
+    /// The windowed search: each tile against its own panels (tile-major, since tiles differ).
+    #[inline(always)]
+    fn scan_window_with(
+        &self,
+        window: &Window,
+        a: &[f32],
+        best: &mut [f32],
+        index: &mut [u32],
+        first_tile: usize,
+        tile: impl Fn(&[f32], &[f32], &[f32], &[f32; TILE_ROWS], usize) -> Tile,
+    ) {
+        let (k, tile_len) = (self.k, TILE_ROWS * self.channels);
+        let best_len = TILE_ROWS * k;
+        let per_image = window.panels.len();
+        let tiles = a
+            .chunks_exact(tile_len)
+            .zip(best.chunks_exact_mut(best_len).zip(index.chunks_exact_mut(best_len)));
+        for (t, (a, (best, index))) in tiles.enumerate() {
+            for &panel in &window.panels[(first_tile + t) % per_image] {
+                let p = panel as usize;
+                let mut worst = [0.0f32; TILE_ROWS];
+                for (w, row) in worst.iter_mut().zip(best.chunks_exact(k)) {
+                    *w = row[k - 1];
+                }
+                let b = &self.panels[p * self.channels * PANEL..(p + 1) * self.channels * PANEL];
+                let t = tile(a, b, &self.bank_sq[p * PANEL..(p + 1) * PANEL], &worst, self.channels);
+                if t.below.iter().any(|&m| m != 0) {
+                    offer(&t, panel * PANEL as u32, best, index, k);
+                }
+            }
+        }
     }
 
     /// The loops of [`Knn::scan`] around one tile kernel: blocks of tiles, every panel for a
@@ -304,15 +390,22 @@ mod avx2 {
     /// # Safety
     /// The CPU must support AVX2 and FMA ([`available`]).
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn scan(knn: &Knn, a: &[f32], best: &mut [f32], index: &mut [u32]) {
-        knn.scan_with(a, best, index, |a, panel, bank_sq, worst, channels| {
-            assert!(
-                a.len() >= channels * TILE_ROWS && panel.len() >= channels * PANEL && bank_sq.len() >= PANEL
-            );
-            // SAFETY: this runs only inside `scan`, whose caller checked AVX2 and FMA; the
-            // slices hold what the kernel reads (asserted just above).
-            unsafe { tile(a, panel, bank_sq, worst, channels) }
-        });
+    pub(super) unsafe fn scan(knn: &Knn, a: &[f32], best: &mut [f32], index: &mut [u32], first_tile: usize) {
+        let kernel =
+            |a: &[f32], panel: &[f32], bank_sq: &[f32], worst: &[f32; TILE_ROWS], channels: usize| {
+                assert!(
+                    a.len() >= channels * TILE_ROWS
+                        && panel.len() >= channels * PANEL
+                        && bank_sq.len() >= PANEL
+                );
+                // SAFETY: this runs only inside `scan`, whose caller checked AVX2 and FMA; the
+                // slices hold what the kernel reads (asserted just above).
+                unsafe { tile(a, panel, bank_sq, worst, channels) }
+            };
+        match &knn.window {
+            Some(w) => knn.scan_window_with(w, a, best, index, first_tile, kernel),
+            None => knn.scan_with(a, best, index, kernel),
+        }
     }
 
     /// The 6×16 microkernel: 12 accumulators, two panel loads and six broadcasts per channel,
@@ -478,6 +571,29 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_window_covering_the_grid_is_exact_and_a_small_one_searches_near_the_position() {
+        let (h, w, channels, k) = (9, 13, 10, 3);
+        let bank = random(channels, h * w, 11);
+        let phi = random(channels, h * w, 12).into_raw_vec_and_offset().0;
+        let exact = Knn::new(bank.view(), k);
+        let mut want = vec![0.0; h * w * k];
+        exact.nearest(&phi, 1, h * w, &mut want, 2);
+        let whole = Knn::new(bank.view(), k).windowed((h, w), h.max(w)).expect("one centre per position");
+        let mut got = vec![0.0; h * w * k];
+        whole.nearest(&phi, 1, h * w, &mut got, 2);
+        assert_eq!(got, want, "a window over the whole grid is the exact search");
+
+        // Radius 1: every result is a centre of the patch's own panel rows, and never nearer
+        // than the exact answer.
+        let near = Knn::new(bank.view(), k).windowed((h, w), 1).unwrap();
+        let mut got = vec![0.0; h * w * k];
+        near.nearest(&phi, 1, h * w, &mut got, 1);
+        assert!(got.iter().zip(&want).all(|(g, e)| g >= &(e - 1e-5)), "a window can only miss centres");
+        assert!(got.iter().zip(&want).any(|(g, e)| g > &(e + 1e-3)), "radius 1 misses some on random data");
+        assert!(Knn::new(bank.view(), k).windowed((h, w + 1), 1).is_none(), "not one centre per position");
     }
 
     #[test]

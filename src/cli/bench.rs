@@ -53,6 +53,10 @@ pub struct BenchArgs {
     /// Patches per kNN chunk in the generated graph.
     #[arg(long, default_value_t = graph::DEFAULT_CHUNK_ROWS)]
     pub knn_chunk: usize,
+    /// Experimental, approximate: the CPU kNN kernel searches only centres within R grid cells
+    /// of each patch's position (as `eval --knn-window`).
+    #[arg(long, value_name = "R")]
+    pub knn_window: Option<usize>,
     /// An image to decode in the preprocessing stage (default: a generated 640×480 PNG).
     #[arg(long, value_name = "FILE")]
     pub image: Option<PathBuf>,
@@ -103,6 +107,8 @@ struct Report {
     descriptor_channels: usize,
     /// The kNN production runs here: `kernel` (CPU) or `graph` (GPU providers).
     knn_path: &'static str,
+    /// `--knn-window`: the approximate position-aware search, when asked for.
+    knn_window: Option<usize>,
     matmul_peak_gflops: f64,
     stages: Vec<StageReport>,
 }
@@ -110,7 +116,7 @@ struct Report {
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let runtime = Runtime::init(args.runtime.settings())?;
     let subject = load_subject(&args, &runtime)?;
-    let sessions = Sessions::new(&runtime, &subject, args.knn_chunk)?;
+    let sessions = Sessions::new(&runtime, &subject, args.knn_chunk, args.knn_window)?;
     let png = sample_png(args.image.as_ref())?;
     let peak = matmul_peak(&runtime)?;
     let mut report = Report {
@@ -120,6 +126,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         memory_size: subject.bank.ncols(),
         descriptor_channels: subject.bank.nrows(),
         knn_path: if sessions.kernel.is_some() { "kernel" } else { "graph" },
+        knn_window: args.knn_window,
         matmul_peak_gflops: peak,
         stages: Vec::new(),
     };
@@ -182,13 +189,22 @@ struct Sessions {
 }
 
 impl Sessions {
-    fn new(runtime: &Runtime, s: &Subject, chunk: usize) -> anyhow::Result<Sessions> {
+    fn new(runtime: &Runtime, s: &Subject, chunk: usize, window: Option<usize>) -> anyhow::Result<Sessions> {
         let descriptor = graph::descriptor_model(s.shape, &s.weights)?.encode();
         let knn = graph::knn_model(s.shape, s.bank.view(), chunk)?.encode();
         let fused = graph::descriptor_knn_model(s.shape, &s.weights, s.bank.view(), chunk)?.encode();
         let (backbone, provider) = runtime.session("backbone", &s.backbone_onnx)?;
         let threads = runtime.threads();
-        let kernel = (provider == Provider::Cpu).then(|| (Knn::new(s.bank.view(), s.shape.k), threads));
+        let kernel = match (provider == Provider::Cpu, window) {
+            (false, _) => None,
+            (true, None) => Some((Knn::new(s.bank.view(), s.shape.k), threads)),
+            (true, Some(r)) => {
+                let knn = Knn::new(s.bank.view(), s.shape.k).windowed(s.shape.grid, r).context(
+                    "--knn-window needs a memory bank with one centre per patch position (gamma_c 1)",
+                )?;
+                Some((knn, threads))
+            }
+        };
         Ok(Sessions {
             kernel,
             backbone,
@@ -370,7 +386,11 @@ fn print_table(r: &Report) {
         r.model, r.input, r.descriptor_channels, r.memory_size, r.provider
     );
     println!("fp32 matmul peak (ONNX Runtime, measured): {:.1} GFLOP/s", r.matmul_peak_gflops);
-    println!("kNN path: {} (knn ms; the graph's kNN on the same descriptors: knn graph)", r.knn_path);
+    let window = r.knn_window.map(|w| format!(", window {w} (approximate)")).unwrap_or_default();
+    println!(
+        "kNN path: {}{window} (knn ms; the graph's exact kNN on the same descriptors: knn graph)",
+        r.knn_path
+    );
     println!(
         "{:>5} {:>10} {:>9} {:>10} {:>8} {:>9} {:>9} {:>9} {:>9} {:>8} {:>11} {:>8}",
         "batch",

@@ -12,7 +12,7 @@ use super::RuntimeArgs;
 use crate::eval::evaluate::{evaluate, CategoryReport};
 use crate::model::bundle::Bundle;
 use crate::model::runtime::Runtime;
-use crate::model::scorer::Scorer;
+use crate::model::scorer::{Scorer, ScorerOptions};
 use crate::train::select::EpochRecord;
 
 #[derive(Debug, Args)]
@@ -26,6 +26,10 @@ pub struct EvalArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Experimental, approximate: search only memory-bank centres within R grid cells of each
+    /// patch's own position (CPU kNN kernel; banks trained with gamma_c 1). See README.
+    #[arg(long, value_name = "R")]
+    pub knn_window: Option<usize>,
     #[command(flatten)]
     pub runtime: RuntimeArgs,
 }
@@ -66,7 +70,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     for (i, data) in args.data.iter().enumerate() {
         let model = &args.model[i.min(args.model.len() - 1)];
         let bundle = Bundle::load(model).context("cannot load the model bundle")?;
-        let mut scorer = Scorer::new(&runtime, &bundle)?;
+        let options = ScorerOptions { knn_window: args.knn_window, ..ScorerOptions::default() };
+        let mut scorer = Scorer::with_options(&runtime, &bundle, options)?;
         let report =
             evaluate(&mut scorer, &bundle, data).with_context(|| format!("evaluating {}", data.display()))?;
         let training = bundle.manifest.training.as_ref();

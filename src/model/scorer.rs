@@ -98,6 +98,16 @@ pub struct Scorer {
     blur: GaussianBlur,
 }
 
+/// How a [`Scorer`] runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScorerOptions {
+    /// Force the kNN path; `None` chooses by provider.
+    pub knn: Option<KnnPath>,
+    /// Experimental: search only centres within this many grid cells of each patch's position
+    /// (CPU kernel; needs a bank with one centre per position). Approximate: measure it.
+    pub knn_window: Option<usize>,
+}
+
 /// Where the memory-bank kNN runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KnnPath {
@@ -117,6 +127,22 @@ impl Scorer {
 
     /// [`Scorer::new`] with the kNN path forced (benchmarks and tests); `None` chooses.
     pub fn with_knn(runtime: &Runtime, bundle: &Bundle, path: Option<KnnPath>) -> Result<Scorer, ScoreError> {
+        Scorer::with_options(runtime, bundle, ScorerOptions { knn: path, knn_window: None })
+    }
+
+    /// [`Scorer::new`] with [`ScorerOptions`].
+    pub fn with_options(
+        runtime: &Runtime,
+        bundle: &Bundle,
+        options: ScorerOptions,
+    ) -> Result<Scorer, ScoreError> {
+        let path = options.knn;
+        if options.knn_window.is_some() && path == Some(KnnPath::Graph) {
+            return Err(ScoreError::Inference {
+                stage: "windowed kNN",
+                reason: "the windowed search runs in the CPU kernel only".into(),
+            });
+        }
         let backbone_name = bundle.dir.join(&bundle.manifest.backbone.file).display().to_string();
         let descriptor_name = bundle.dir.join(&bundle.manifest.descriptor.file).display().to_string();
         let (backbone, provider) = runtime.session(&backbone_name, &bundle.backbone_onnx)?;
@@ -132,7 +158,21 @@ impl Scorer {
             let (session, _) =
                 runtime.session(&format!("{descriptor_name} (descriptor)"), &model.encode())?;
             let threads = runtime.threads();
-            (session, Some((Knn::new(bundle.bank.view(), shape.k), threads)))
+            let knn = Knn::new(bundle.bank.view(), shape.k);
+            let knn = match options.knn_window {
+                Some(r) => knn.windowed(shape.grid, r).ok_or_else(|| ScoreError::Inference {
+                    stage: "windowed kNN",
+                    reason: format!(
+                        "the bank has {} centres, not one per patch position ({}×{}): trained with \
+                         gamma_c > 1, it has no positions to search near",
+                        bundle.bank.ncols(),
+                        shape.grid.0,
+                        shape.grid.1
+                    ),
+                })?,
+                None => knn,
+            };
+            (session, Some((knn, threads)))
         } else {
             (runtime.session(&descriptor_name, &bundle.descriptor_onnx)?.0, None)
         };
