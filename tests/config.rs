@@ -317,3 +317,15 @@ fn generated_configs_are_accepted_or_rejected_with_a_named_key() {
     // Both outcomes must be common, or the generator tests nothing.
     assert!(accepted > 100 && rejected > 1000, "accepted {accepted}, rejected {rejected}");
 }
+
+#[test]
+fn a_knn_window_out_of_range_is_named_and_one_in_range_is_kept() {
+    for bad in ["0", "65"] {
+        let text = with(BASE, "models.m", "knn_window", bad);
+        let err = Settings::from_toml(&text, Path::new("w.toml")).expect_err(bad);
+        assert_eq!(keys(&err), vec!["models.m.knn_window"], "{err}");
+    }
+    let text = with(BASE, "models.m", "knn_window", "8");
+    let s = Settings::from_toml(&text, Path::new("w.toml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.models["m"].knn_window, Some(8));
+}

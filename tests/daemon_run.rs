@@ -431,3 +431,21 @@ fn a_required_provider_that_is_missing_stops_the_daemon() {
     assert!(log.contains("'cuda' is required"), "the error names the provider:\n{log}");
     assert!(!log.contains("inspectd running"), "it never runs without its provider:\n{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_with_a_knn_window_scores_with_the_windowed_search() {
+    let dir = TestDir::new("daemon-window");
+    tokio::task::block_in_place(washer_model);
+    let broker = Broker::start(&dir);
+    let node = "window1";
+    let mut sub = Subscriber::connect(broker.port, &format!("inspectd/{node}/#")).await;
+    let config = config_head(node, &dir.0, broker.port)
+        .replace("max_wait_ms = 10\n", "max_wait_ms = 10\nknn_window = 4\n")
+        + &test_camera("cam", 5);
+    assert!(config.contains("knn_window = 4"), "{config}");
+    let daemon = Daemon::start(&dir.0, node, &config);
+    let result = sub.expect("a result", 30 * SECOND, |m| m.topic.ends_with("/cam/result")).await;
+    assert_valid("result", &result.json());
+    let log = strip_ansi(&daemon.log());
+    assert!(log.contains("knn=Kernel") && log.contains("knn_window=Some(4)"), "{log}");
+}

@@ -271,6 +271,11 @@ pub struct ModelConfig {
     /// Longest a frame waits for a batch to fill, in milliseconds.
     #[serde(default = "default_max_wait")]
     pub max_wait_ms: u64,
+    /// Experimental, approximate: the CPU kNN searches only memory-bank centres within this
+    /// many grid cells of each patch's position (README "Where the kNN runs"; measure it with
+    /// `inspectd eval --knn-window` first). Unset: the exact search.
+    #[serde(default)]
+    pub knn_window: Option<usize>,
 }
 
 const fn default_batch() -> usize {

@@ -25,7 +25,7 @@ use crate::flow::edge::{edge_with_signal, EdgeReceiver, Signal};
 use crate::flow::frame::Frame;
 use crate::model::bundle::{Bundle, BundleError};
 use crate::model::runtime::{Runtime, RuntimeError};
-use crate::model::scorer::{ScoreError, Scorer};
+use crate::model::scorer::{ScoreError, Scorer, ScorerOptions};
 use crate::pipeline::decide::{CameraOutputs, DecisionInput, DecisionStage, DecisionStats};
 use crate::pipeline::judge::Outputs;
 use crate::pipeline::scoring::{Batching, ModelIdentity, ModelSwap, ScoringStage, ScoringStats, SwapSlot};
@@ -231,8 +231,9 @@ async fn apply_reload(file: &Path, running: &mut Running, runtime: &Runtime) -> 
     let plan = reload::plan(&running.settings.config, &settings.config, &current, &shas)?;
     let mut loaded = Vec::new();
     for name in &plan.models {
-        let (rt, path, n) = (runtime.clone(), settings.models[name].path.clone(), name.clone());
-        let model = tokio::task::spawn_blocking(move || load_model(&rt, &n, path))
+        let m = &settings.models[name];
+        let (rt, path, n, window) = (runtime.clone(), m.path.clone(), name.clone(), m.knn_window);
+        let model = tokio::task::spawn_blocking(move || load_model(&rt, &n, path, window))
             .await
             .map_err(|e| ReloadError::Model { name: name.clone(), reason: e.to_string() })?
             .map_err(|e| ReloadError::Model { name: name.clone(), reason: e.to_string() })?;
@@ -277,8 +278,8 @@ async fn load_models(
 ) -> Result<HashMap<String, LoadedModel>, DaemonError> {
     let mut loaded = HashMap::new();
     for (name, m) in models {
-        let (rt, path, n) = (runtime.clone(), m.path.clone(), name.clone());
-        let model = tokio::task::spawn_blocking(move || load_model(&rt, &n, path))
+        let (rt, path, n, window) = (runtime.clone(), m.path.clone(), name.clone(), m.knn_window);
+        let model = tokio::task::spawn_blocking(move || load_model(&rt, &n, path, window))
             .await
             .map_err(|e| DaemonError::Thread(std::io::Error::other(e.to_string())))??;
         info!(
@@ -286,6 +287,7 @@ async fn load_models(
             id = %model.identity.id,
             provider = %model.scorer.provider(),
             knn = ?model.scorer.knn_path(),
+            knn_window = ?m.knn_window,
             "Model loaded and warmed up."
         );
         loaded.insert(name.clone(), model);
@@ -293,10 +295,16 @@ async fn load_models(
     Ok(loaded)
 }
 
-pub(crate) fn load_model(runtime: &Runtime, name: &str, path: PathBuf) -> Result<LoadedModel, DaemonError> {
+pub(crate) fn load_model(
+    runtime: &Runtime,
+    name: &str,
+    path: PathBuf,
+    knn_window: Option<usize>,
+) -> Result<LoadedModel, DaemonError> {
     let bundle = Bundle::load(&path).map_err(|source| DaemonError::Bundle { name: name.into(), source })?;
-    let scorer =
-        Scorer::new(runtime, &bundle).map_err(|source| DaemonError::Score { name: name.into(), source })?;
+    let options = ScorerOptions { knn_window, ..ScorerOptions::default() };
+    let scorer = Scorer::with_options(runtime, &bundle, options)
+        .map_err(|source| DaemonError::Score { name: name.into(), source })?;
     let identity = Arc::new(ModelIdentity {
         name: name.to_string(),
         id: bundle.manifest.model.id.clone(),

@@ -75,7 +75,8 @@ pub fn plan(
         .filter(|(name, m)| {
             let now = running.get(*name);
             let sha = new_shas.get(*name).cloned().flatten();
-            now.is_none_or(|r| r.path != m.path || sha.as_deref() != Some(r.sha.as_str()))
+            let window_changed = old.models.get(*name).is_some_and(|o| o.knn_window != m.knn_window);
+            now.is_none_or(|r| r.path != m.path || sha.as_deref() != Some(r.sha.as_str())) || window_changed
         })
         .map(|(name, _)| name.clone())
         .collect();
@@ -178,6 +179,15 @@ mod tests {
         let moved = config(None, "/m2", "smpte");
         assert_eq!(plan(&c, &moved, &running("/m", "abc"), &shas(Some("abc"))).unwrap().models, vec!["m"]);
         assert_eq!(plan(&c, &c, &running("/m", "abc"), &shas(None)).unwrap().models, vec!["m"], "unreadable");
+    }
+
+    #[test]
+    fn a_new_knn_window_reloads_the_model() {
+        let old = config(None, "/m", "smpte");
+        let mut new = old.clone();
+        new.models.get_mut("m").unwrap().knn_window = Some(8);
+        let p = plan(&old, &new, &running("/m", "abc"), &shas(Some("abc"))).unwrap();
+        assert_eq!(p.models, vec!["m"]);
     }
 
     #[test]

@@ -44,6 +44,8 @@ pub struct ModelSettings {
     pub path: PathBuf,
     pub max_batch: NonZeroUsize,
     pub max_wait: Duration,
+    /// `models.*.knn_window`, checked to be in 1..=64.
+    pub knn_window: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -110,7 +112,11 @@ impl Settings {
                     path: m.path.clone(),
                     max_batch: p.count(&format!("{key}.batch"), m.batch, 64),
                     max_wait: Duration::from_millis(m.max_wait_ms.min(60_000)),
+                    knn_window: m.knn_window.filter(|r| (1..=64).contains(r)),
                 };
+                if let Some(r) = m.knn_window.filter(|r| !(1..=64).contains(r)) {
+                    p.push(format!("{key}.knn_window"), format!("{r} is not in 1..=64 grid cells"));
+                }
                 if m.max_wait_ms > 60_000 {
                     p.push(format!("{key}.max_wait_ms"), "must be at most 60000 (one minute)");
                 }
