@@ -406,8 +406,9 @@ def run_inspectd(args, batches: list[int]) -> dict:
     except json.JSONDecodeError as exc:
         raise RuntimeError(f"inspectd bench printed no JSON ({exc}):\n{proc.stdout[-2000:]}") from exc
     lib = re.search(r"ONNX Runtime loaded\..*?library=(\S+)", proc.stderr)
-    report["_library"] = lib.group(1) if lib else None
-    report["_command"] = cmd
+    # Recorded without machine paths: the results are committed and compared across machines.
+    report["_library"] = Path(lib.group(1)).name if lib else None
+    report["_command"] = [repo_relative(Path(c)) if c.startswith("/") else c for c in cmd]
     return report
 
 
