@@ -180,7 +180,7 @@ fn a_required_provider_that_is_missing_stops_and_an_optional_one_falls_back() {
 fn the_cpu_knn_kernel_scores_like_the_bundles_graph() {
     use inspectd::cfa::preprocess::Normalisation;
     use inspectd::model::bundle::Bundle;
-    use inspectd::model::scorer::{ImageBatch, KnnPath, Scorer};
+    use inspectd::model::scorer::{ImageBatch, KnnPath, Scorer, ScorerOptions};
     let (model, data) = fixture();
     let bundle = Bundle::load(model).unwrap();
     let rt = Runtime::init(RuntimeSettings::default()).unwrap();
@@ -188,6 +188,9 @@ fn the_cpu_knn_kernel_scores_like_the_bundles_graph() {
     let mut graph = Scorer::with_knn(&rt, &bundle, Some(KnnPath::Graph)).unwrap();
     assert_eq!((kernel.knn_path(), graph.knn_path()), (KnnPath::Kernel, KnnPath::Graph));
     assert_eq!(Scorer::new(&rt, &bundle).unwrap().knn_path(), KnnPath::Kernel, "the CPU provider");
+    let window_in_graph = ScorerOptions { knn: Some(KnnPath::Graph), knn_window: Some(4) };
+    let err = Scorer::with_options(&rt, &bundle, window_in_graph).err().expect("a window is never ignored");
+    assert!(err.to_string().contains("knn_window runs in the CPU kNN kernel only"), "{err}");
     let mut images = Vec::new();
     for entry in walk(&data.join("test")) {
         images.push(image::open(entry).unwrap().to_rgb8());

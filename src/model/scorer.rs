@@ -136,17 +136,21 @@ impl Scorer {
         bundle: &Bundle,
         options: ScorerOptions,
     ) -> Result<Scorer, ScoreError> {
-        let path = options.knn;
-        if options.knn_window.is_some() && path == Some(KnnPath::Graph) {
-            return Err(ScoreError::Inference {
-                stage: "windowed kNN",
-                reason: "the windowed search runs in the CPU kernel only".into(),
-            });
-        }
         let backbone_name = bundle.dir.join(&bundle.manifest.backbone.file).display().to_string();
         let descriptor_name = bundle.dir.join(&bundle.manifest.descriptor.file).display().to_string();
         let (backbone, provider) = runtime.session(&backbone_name, &bundle.backbone_onnx)?;
-        let path = path.unwrap_or(if provider == Provider::Cpu { KnnPath::Kernel } else { KnnPath::Graph });
+        let path =
+            options.knn.unwrap_or(if provider == Provider::Cpu { KnnPath::Kernel } else { KnnPath::Graph });
+        if options.knn_window.is_some() && path == KnnPath::Graph {
+            // Never ignored in silence: a GPU machine would otherwise run the exact graph.
+            return Err(ScoreError::Inference {
+                stage: "windowed kNN",
+                reason: format!(
+                    "knn_window runs in the CPU kNN kernel only, and this model's kNN runs in the graph \
+                     on {provider}; remove knn_window or use the cpu provider"
+                ),
+            });
+        }
         let (descriptor, knn) = if path == KnnPath::Kernel {
             let shape = GraphShape {
                 channels: bundle.manifest.backbone.channels,
