@@ -8,7 +8,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use broker::{alarm, assert_valid, configs, result, Broker, Received, Subscriber, TestDir};
-use inspectd::publish::{messages, AlarmEvent, AlarmState, CameraState, CameraStatus, MqttPublisher};
+use inspectd::decision::{ThresholdChange, ThresholdRequest};
+use inspectd::publish::{
+    messages, AlarmAck, AlarmEvent, AlarmState, CameraState, CameraStatus, Inbound, MqttPublisher,
+};
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -146,7 +149,7 @@ async fn a_publisher_that_dies_leaves_the_last_will() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acks_from_a_gateway_reach_the_ack_stream() {
+async fn acks_and_threshold_sets_from_a_gateway_reach_the_command_stream() {
     let dir = TestDir::new("acks");
     let broker = Broker::start(&dir);
     let mut sub = Subscriber::connect(broker.port, "inspectd/acks/+/status").await;
@@ -160,12 +163,18 @@ async fn acks_from_a_gateway_reach_the_ack_stream() {
     sub.publish("inspectd/acks/cam1/alarm/ack", br#"{"v": 1, "alarm_id": "cam1-0007"}"#).await;
     sub.publish("inspectd/acks/cam2/alarm/ack", b"not json").await;
     sub.publish("inspectd/acks/cam2/alarm/ack", b"").await;
+    sub.publish("inspectd/acks/cam1/threshold/set", br#"{"threshold": 2.5, "by": "plc"}"#).await;
 
-    let first = tokio::time::timeout(WAIT, acks.recv()).await.expect("ack in time").expect("stream open");
-    assert_eq!((first.camera.as_str(), first.alarm_id.as_deref()), ("cam1", Some("cam1-0007")));
-    let second = tokio::time::timeout(WAIT, acks.recv()).await.expect("ack in time").expect("stream open");
-    assert_eq!((second.camera.as_str(), second.alarm_id), ("cam2", None), "empty payload = current alarm");
-    assert_eq!(publisher.stats().acks_invalid, 1);
+    let mut next =
+        async || tokio::time::timeout(WAIT, acks.recv()).await.expect("in time").expect("stream open");
+    let ack =
+        |c: &str, id: Option<&str>| Inbound::Ack(AlarmAck { camera: c.into(), alarm_id: id.map(Into::into) });
+    assert_eq!(next().await, ack("cam1", Some("cam1-0007")));
+    assert_eq!(next().await, ack("cam2", None), "empty payload = current alarm");
+    let threshold =
+        ThresholdRequest { camera: "cam1".into(), change: ThresholdChange::Raw(2.5), set_by: "plc".into() };
+    assert_eq!(next().await, Inbound::Threshold(threshold));
+    assert_eq!(publisher.stats().commands_invalid, 1);
     publisher.shutdown(Duration::from_secs(2)).await;
 }
 

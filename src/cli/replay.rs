@@ -133,7 +133,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
 /// take over the production daemon's MQTT session, status or last will.
 fn start_replay_publisher(
     c: &Config,
-) -> Result<(MqttPublisher, crate::publish::AckStream), crate::publish::PublishError> {
+) -> Result<(MqttPublisher, crate::publish::InboundStream), crate::publish::PublishError> {
     let mut node = c.node.clone();
     node.id = format!("{}-replay", node.id);
     let mut mqtt = c.mqtt.clone();

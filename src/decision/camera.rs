@@ -9,8 +9,10 @@ use ndarray::ArrayView2;
 use super::alarm::{AckOutcome, AckTarget, AlarmConfigProblem, AlarmMachine, Observation};
 use super::event::{AlarmEvent, AlarmState};
 use super::regions::regions;
+use super::threshold::ThresholdLayers;
 use crate::config::types::AlarmConfig;
 use crate::flow::frame::{Region, Verdict};
+use crate::model::manifest::Threshold as Calibration;
 
 /// Smallest region reported by default: every pixel over the threshold counts, because the
 /// map is already blurred, so a lone hot pixel is rare and, when it happens, real.
@@ -57,10 +59,8 @@ pub struct AckReply {
 #[derive(Debug, Clone)]
 pub struct CameraDecision {
     camera: Arc<str>,
-    /// The model bundle's calibrated threshold; replaced when the model is reloaded.
-    model_threshold: f32,
-    /// The camera's `threshold` setting, which wins over the model's and survives reloads.
-    override_threshold: Option<f32>,
+    /// Model calibration < config < runtime set (see [`ThresholdLayers`]).
+    thresholds: ThresholdLayers,
     min_area: u32,
     alarm: AlarmMachine,
     /// The state last handed out, so only changes are reported.
@@ -80,8 +80,7 @@ impl CameraDecision {
             .map_err(|problems| DecisionError::Alarm { camera: camera.clone(), problems })?;
         Ok(CameraDecision {
             camera,
-            model_threshold: threshold,
-            override_threshold: None,
+            thresholds: ThresholdLayers::new(threshold, None),
             min_area: DEFAULT_MIN_AREA,
             alarm: machine,
             reported: AlarmState::default(),
@@ -93,8 +92,15 @@ impl CameraDecision {
         if let Some(t) = threshold {
             check_finite(&self.camera, "threshold", t)?;
         }
-        self.override_threshold = threshold;
+        self.thresholds.set_config(threshold);
         Ok(self)
+    }
+
+    /// The model's calibration statistics, which a runtime sensitivity is mapped through.
+    pub fn with_calibration(mut self, calibration: Option<Calibration>) -> Self {
+        let (model, _) = self.thresholds.model();
+        self.thresholds.set_model(model, calibration);
+        self
     }
 
     /// Drops regions smaller than `min_area` pixels.
@@ -106,8 +112,18 @@ impl CameraDecision {
     /// Takes a reloaded model's threshold; a configured override still wins. The alarm
     /// state is kept, so a reload does not clear or re-raise an alarm.
     pub fn set_model_threshold(&mut self, threshold: f32) -> Result<(), DecisionError> {
+        let calibration = self.thresholds.model().1.cloned();
+        self.set_model(threshold, calibration)
+    }
+
+    /// Takes a reloaded model's threshold and calibration statistics.
+    pub fn set_model(
+        &mut self,
+        threshold: f32,
+        calibration: Option<Calibration>,
+    ) -> Result<(), DecisionError> {
         check_finite(&self.camera, "model threshold", threshold)?;
-        self.model_threshold = threshold;
+        self.thresholds.set_model(threshold, calibration);
         Ok(())
     }
 
@@ -116,13 +132,22 @@ impl CameraDecision {
         if let Some(t) = threshold {
             check_finite(&self.camera, "threshold", t)?;
         }
-        self.override_threshold = threshold;
+        self.thresholds.set_config(threshold);
         Ok(())
     }
 
     /// The threshold frames are judged against now.
     pub fn threshold(&self) -> f32 {
-        self.override_threshold.unwrap_or(self.model_threshold)
+        self.thresholds.current().0
+    }
+
+    /// Every threshold layer, for changes at run time and the `threshold/state` echo.
+    pub fn thresholds(&self) -> &ThresholdLayers {
+        &self.thresholds
+    }
+
+    pub fn thresholds_mut(&mut self) -> &mut ThresholdLayers {
+        &mut self.thresholds
     }
 
     pub fn camera(&self) -> &Arc<str> {

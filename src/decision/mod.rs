@@ -10,11 +10,15 @@ pub mod alarm;
 pub mod camera;
 pub mod event;
 pub mod regions;
+pub mod threshold;
 
 pub use alarm::{validate, AckOutcome, AckTarget, AlarmConfigProblem, AlarmMachine, Observation};
 pub use camera::{AckReply, CameraDecision, Decision, DecisionError, DEFAULT_MIN_AREA};
 pub use event::{AlarmEvent, AlarmKind, AlarmState};
 pub use regions::{regions, MAX_REGIONS};
+pub use threshold::{
+    RuntimeThreshold, ThresholdChange, ThresholdLayers, ThresholdRequest, ThresholdSource, ThresholdState,
+};
 
 /// The threshold precedence, in one place for the daemon, reload and replay: a configured
 /// threshold (`cameras.X.threshold`, or replay's `--threshold`) overrides the model's

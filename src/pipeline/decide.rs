@@ -8,14 +8,16 @@ use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::judge::{judge, Outputs};
 use super::scoring::ScoredFrame;
+use super::thresholds::ThresholdStore;
 use crate::config::types::{CameraEvidence, ResultMode, ResultPolicy};
-use crate::decision::{AckTarget, AlarmEvent, AlarmKind, CameraDecision, Decision};
+use crate::decision::{AckTarget, AlarmEvent, AlarmKind, CameraDecision, Decision, ThresholdRequest};
 use crate::evidence::{EvidenceLimiter, EvidencePaths};
 use crate::flow::frame::Verdict;
+use crate::model::manifest::Threshold as Calibration;
 use crate::publish::messages::{self, AlarmMessage, Evidence, ModelRef, ResultMessage};
 use crate::publish::AlarmAck;
 
@@ -23,10 +25,13 @@ use crate::publish::AlarmAck;
 pub enum DecisionInput {
     Frame(Box<ScoredFrame>),
     Ack(AlarmAck),
-    /// A reload changed a camera's model threshold or its own override.
+    /// A runtime threshold request (MQTT `threshold/set`, the set-up page, Sparkplug).
+    Threshold(ThresholdRequest),
+    /// A reload changed a camera's model threshold, its calibration or its config threshold.
     Retune {
         camera: String,
         model_threshold: f32,
+        calibration: Option<Calibration>,
         override_threshold: Option<f32>,
     },
 }
@@ -57,6 +62,8 @@ pub struct DecisionStage {
     pub limiter: EvidenceLimiter,
     pub stats: Arc<DecisionStats>,
     pub outputs: Outputs,
+    /// Runtime thresholds in the state directory; `None` in tools that take none (replay).
+    pub thresholds: Option<ThresholdStore>,
 }
 
 impl DecisionStage {
@@ -65,6 +72,23 @@ impl DecisionStage {
     pub fn publish_initial_states(&self) {
         for (camera, cam) in &self.cameras {
             self.outputs.publish_state(camera, &cam.decision.state());
+            self.outputs.publish_threshold_state(camera, &cam.decision.thresholds().state());
+        }
+    }
+
+    /// Applies the runtime thresholds persisted in the state directory; a camera whose saved
+    /// value is no longer valid keeps its configured threshold, with a warning.
+    pub fn restore_thresholds(&mut self) {
+        let Some(store) = &self.thresholds else { return };
+        for (camera, cam) in &mut self.cameras {
+            let Some(saved) = store.get(camera) else { continue };
+            match cam.decision.thresholds_mut().restore(saved.clone()) {
+                Ok(()) => {
+                    info!(camera = %camera, threshold = cam.decision.threshold(), set_by = %saved.set_by,
+                    "Runtime threshold restored from the state directory.")
+                }
+                Err(e) => warn!(camera = %camera, "Saved runtime threshold ignored: {e}"),
+            }
         }
     }
 
@@ -78,8 +102,9 @@ impl DecisionStage {
                     self.frame(*f)
                 }
                 DecisionInput::Ack(a) => self.ack(a),
-                DecisionInput::Retune { camera, model_threshold, override_threshold } => {
-                    self.retune(&camera, model_threshold, override_threshold)
+                DecisionInput::Threshold(t) => self.set_threshold(t),
+                DecisionInput::Retune { camera, model_threshold, calibration, override_threshold } => {
+                    self.retune(&camera, model_threshold, calibration, override_threshold)
                 }
             }
         }
@@ -124,16 +149,45 @@ impl DecisionStage {
         }
     }
 
-    fn retune(&mut self, camera: &str, model_threshold: f32, override_threshold: Option<f32>) {
+    /// Applies a runtime threshold between two frames, persists it and echoes the outcome
+    /// (accepted or refused, with the reason) on the retained `threshold/state`.
+    fn set_threshold(&mut self, t: ThresholdRequest) {
+        let Some(cam) = self.cameras.get_mut(&t.camera) else {
+            warn!(camera = %t.camera, "Threshold request for an unknown camera ignored.");
+            return;
+        };
+        let at = messages::timestamp(SystemTime::now());
+        match cam.decision.thresholds_mut().apply(&t.change, &t.set_by, &at) {
+            Ok(runtime) => {
+                info!(camera = %t.camera, threshold = cam.decision.threshold(), set_by = %t.set_by,
+                    source = ?cam.decision.thresholds().current().1, "Threshold set at run time.");
+                if let Some(store) = &mut self.thresholds {
+                    if let Err(e) = store.set(&t.camera, runtime) {
+                        error!(camera = %t.camera, "The new threshold applies but will not survive a restart: {e}");
+                    }
+                }
+            }
+            Err(reason) => {
+                warn!(camera = %t.camera, set_by = %t.set_by, "Threshold request refused: {reason}")
+            }
+        }
+        self.outputs.publish_threshold_state(&t.camera, &cam.decision.thresholds().state());
+    }
+
+    fn retune(
+        &mut self,
+        camera: &str,
+        model: f32,
+        calibration: Option<Calibration>,
+        configured: Option<f32>,
+    ) {
         if let Some(cam) = self.cameras.get_mut(camera) {
             let d = &mut cam.decision;
-            match d
-                .set_model_threshold(model_threshold)
-                .and_then(|()| d.set_threshold_override(override_threshold))
-            {
+            match d.set_model(model, calibration).and_then(|()| d.set_threshold_override(configured)) {
                 Ok(()) => info!(camera, threshold = d.threshold(), "Threshold updated by reload."),
                 Err(e) => warn!(camera, "Threshold not updated: {e}"),
             }
+            self.outputs.publish_threshold_state(camera, &d.thresholds().state());
         }
     }
 }

@@ -12,7 +12,7 @@ use tracing::warn;
 use super::decide::{alarm_message, result_message, wants_result, CameraOutputs};
 use super::scoring::ScoredFrame;
 use crate::config::types::ResultPolicy;
-use crate::decision::{AlarmEvent, AlarmKind, AlarmState, Decision};
+use crate::decision::{AlarmEvent, AlarmKind, AlarmState, Decision, ThresholdState};
 use crate::evidence::{EvidenceLimiter, EvidencePaths, EvidenceStore};
 use crate::flow::frame::Verdict;
 use crate::publish::messages::{self, ResultMessage};
@@ -145,6 +145,14 @@ impl Outputs {
         };
         if let Err(e) = publisher.publish_alarm_state(camera, &msg) {
             warn!(camera, "Alarm state not published: {e}");
+        }
+    }
+
+    /// Publishes the camera's retained `threshold/state`.
+    pub fn publish_threshold_state(&self, camera: &str, s: &ThresholdState) {
+        let Some(publisher) = &self.publisher else { return };
+        if let Err(e) = publisher.publish_threshold_state(camera, s) {
+            warn!(camera, "Threshold state not published: {e}");
         }
     }
 }

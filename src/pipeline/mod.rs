@@ -5,3 +5,4 @@
 pub mod decide;
 pub mod judge;
 pub mod scoring;
+pub mod thresholds;

@@ -1,13 +1,7 @@
 //! Alarm acknowledgements from operators and PLC gateways, received on
 //! `{prefix}/{node}/{camera}/alarm/ack` and handed to the decision stage.
 
-use tokio::sync::mpsc;
-
 use crate::publish::messages::{AckPayload, SCHEMA_VERSION};
-
-/// Acks waiting for the decision stage. They come from people pressing buttons, so a few
-/// dozen is plenty; beyond that they are dropped and counted rather than stalling MQTT.
-pub(crate) const ACK_QUEUE: usize = 64;
 
 /// One acknowledgement.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,28 +9,6 @@ pub struct AlarmAck {
     pub camera: String,
     /// The alarm meant, or `None` for "whatever alarm is current on this camera".
     pub alarm_id: Option<String>,
-}
-
-/// The receiving end of the acks; `start` returns it next to the publisher.
-#[derive(Debug)]
-pub struct AckStream {
-    rx: mpsc::Receiver<AlarmAck>,
-}
-
-impl AckStream {
-    pub(crate) fn new(rx: mpsc::Receiver<AlarmAck>) -> AckStream {
-        AckStream { rx }
-    }
-
-    /// The next ack; `None` once the publisher has stopped.
-    pub async fn recv(&mut self) -> Option<AlarmAck> {
-        self.rx.recv().await
-    }
-
-    /// An ack if one is waiting, for callers that poll between frames.
-    pub fn try_recv(&mut self) -> Option<AlarmAck> {
-        self.rx.try_recv().ok()
-    }
 }
 
 /// Reads an ack payload: empty (a bare push button), or `{"alarm_id": "…"}` with an optional

@@ -11,12 +11,13 @@
 //!                                        │ rumqttc request channel (64)
 //!                                        ▼
 //!                          poll loop: only polls the EventLoop; PUBACK → Link → publish loop;
-//!                          acks → AckStream (64, drop + count); backoff with jitter on errors
+//!                          acks, threshold sets → InboundStream (64, drop + count);
+//!                          backoff with jitter on errors
 //! ```
 //!
 //! Topics and payloads are in [`topics`] and [`messages`] and documented for consumers in
 //! `schema/mqtt.schema.json`. On every (re)connect the publisher sends the `online` status,
-//! subscribes to `{prefix}/{node}/+/alarm/ack`, re-sends every retained camera and alarm state,
+//! subscribes to `{prefix}/{node}/+/alarm/ack` and `.../+/threshold/set`, re-sends every retained camera and alarm state,
 //! and resumes the outbox from its oldest alarm. A graceful [`MqttPublisher::shutdown`]
 //! publishes `offline` explicitly before disconnecting; any other end of the connection leaves
 //! it to the broker's last will.
@@ -24,6 +25,7 @@
 pub mod acks;
 pub mod credentials;
 pub mod error;
+pub mod inbound;
 mod link;
 pub mod messages;
 pub mod mqtt;
@@ -37,8 +39,9 @@ pub mod tls;
 pub mod topics;
 mod tracker;
 
-pub use acks::{AckStream, AlarmAck};
+pub use acks::AlarmAck;
 pub use error::PublishError;
+pub use inbound::{Inbound, InboundKind, InboundStream};
 pub use messages::{
     AlarmEvent, AlarmMessage, AlarmState, CameraState, CameraStatus, Evidence, ModelRef, NodeState,
     NodeStatus, ResultMessage,

@@ -22,7 +22,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::config::{MqttConfig, NodeConfig};
-use crate::publish::acks::{AckStream, AlarmAck, ACK_QUEUE};
+use crate::decision::ThresholdState;
+use crate::publish::inbound::{Inbound, InboundStream, INBOUND_QUEUE};
 use crate::util::backoff::Backoff;
 use crate::util::supervise::{Lifetime, Supervisor};
 
@@ -81,7 +82,7 @@ impl Shared {
     fn poll_loop(
         &self,
         eventloop: EventLoop,
-        acks: mpsc::Sender<AlarmAck>,
+        inbound: mpsc::Sender<Inbound>,
         cancel: CancellationToken,
         broker: String,
     ) -> PollLoop {
@@ -89,7 +90,7 @@ impl Shared {
             eventloop,
             link: self.link.clone(),
             topics: self.topics.clone(),
-            acks,
+            inbound,
             telemetry: self.telemetry.clone(),
             backoff: Backoff::new(INITIAL_DELAY, MAX_DELAY),
             cancel,
@@ -130,7 +131,7 @@ impl MqttPublisher {
         cfg: &MqttConfig,
         node: &NodeConfig,
         outbox_dir: &Path,
-    ) -> Result<(MqttPublisher, AckStream), PublishError> {
+    ) -> Result<(MqttPublisher, InboundStream), PublishError> {
         let settings = MqttSettings::new(cfg, node).map_err(|mut errors| errors.remove(0))?;
         MqttPublisher::start_with(&settings, outbox_dir, None, Arc::default())
     }
@@ -143,7 +144,7 @@ impl MqttPublisher {
         outbox_dir: &Path,
         supervisor: Option<&Supervisor>,
         telemetry: Arc<Telemetry>,
-    ) -> Result<(MqttPublisher, AckStream), PublishError> {
+    ) -> Result<(MqttPublisher, InboundStream), PublishError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| PublishError::NoRuntime)?;
         let topics = settings.topics.clone();
         let statuses = NodeStatuses::new(&topics)?;
@@ -153,7 +154,7 @@ impl MqttPublisher {
         let outbox = Outbox::open(outbox_dir, settings.outbox_max_alarms)?;
 
         let (results_tx, results_rx) = mpsc::channel(RESULT_QUEUE);
-        let (acks_tx, acks_rx) = mpsc::channel(ACK_QUEUE);
+        let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
         let (shutdown_tx, shutdown_rx) = watch::channel(None);
         let shared = Arc::new(Shared {
             statuses: statuses.clone(),
@@ -170,7 +171,7 @@ impl MqttPublisher {
         eventloop.set_network_options(network);
 
         let cancel = CancellationToken::new();
-        let poll = shared.poll_loop(eventloop, acks_tx, cancel.clone(), settings.broker.clone());
+        let poll = shared.poll_loop(eventloop, inbound_tx, cancel.clone(), settings.broker.clone());
         let publish = shared.publish_loop(client, results_rx, shutdown_rx, statuses, settings.result_qos);
         let watch = |name| supervisor.map(|s| s.watch(name, Lifetime::UntilShutdown));
         let (poll_watch, publish_watch) = (watch("mqtt-poll"), watch("mqtt-publish"));
@@ -186,7 +187,7 @@ impl MqttPublisher {
             cancel,
         };
         let publisher = MqttPublisher { handle: PublishHandle { shared }, shutdown: shutdown_tx, tasks };
-        Ok((publisher, AckStream::new(acks_rx)))
+        Ok((publisher, InboundStream::new(inbound_rx)))
     }
 
     /// A handle for a stage; it stays usable (and alarms stay durable) after shutdown.
@@ -271,6 +272,13 @@ impl PublishHandle {
     /// Sets the camera's retained alarm state; sent now if connected, and again after reconnects.
     pub fn publish_alarm_state(&self, camera: &str, state: &AlarmState) -> Result<(), PublishError> {
         let topic = self.shared.topics.alarm_state(camera)?;
+        self.set_retained(topic, state)
+    }
+
+    /// Sets the camera's retained threshold state; sent now if connected, and again after
+    /// reconnects.
+    pub fn publish_threshold_state(&self, camera: &str, state: &ThresholdState) -> Result<(), PublishError> {
+        let topic = self.shared.topics.threshold_state(camera)?;
         self.set_retained(topic, state)
     }
 

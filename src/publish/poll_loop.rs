@@ -16,11 +16,12 @@ use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
-use crate::publish::acks::{parse_ack, AlarmAck};
+use crate::publish::inbound::{self, Inbound};
 use crate::publish::link::Link;
 use crate::publish::topics::Topics;
 use crate::telemetry::{
-    AckDropped, AckInvalid, ConnectionFailure, Event as _, MqttConnected, MqttConnectionError, Telemetry,
+    CommandDropped, CommandInvalid, ConnectionFailure, Event as _, MqttConnected, MqttConnectionError,
+    Telemetry,
 };
 use crate::util::backoff::Backoff;
 
@@ -36,7 +37,7 @@ pub(crate) struct PollLoop {
     pub eventloop: EventLoop,
     pub link: Arc<Link>,
     pub topics: Topics,
-    pub acks: mpsc::Sender<AlarmAck>,
+    pub inbound: mpsc::Sender<Inbound>,
     pub telemetry: Arc<Telemetry>,
     pub backoff: Backoff,
     /// Hard stop for shutdown deadlines and for a dropped publisher.
@@ -78,8 +79,9 @@ impl PollLoop {
                 if ack.return_codes.contains(&SubscribeReasonCode::Failure) =>
             {
                 warn!(
-                    filter = %self.topics.alarm_ack_filter(),
-                    "The broker refused the alarm ack subscription (ACL?); acks will not arrive."
+                    node = %self.topics.node_status(),
+                    "The broker refused a command subscription (ACL?): alarm acks or threshold \
+                     sets will not arrive."
                 );
             }
             Event::Outgoing(Outgoing::Publish(pkid)) if pkid != 0 && !self.link.on_sent(pkid) => {
@@ -152,27 +154,30 @@ impl PollLoop {
         }
     }
 
-    /// Ack messages for the decision stage. The poll loop must not wait, so a full queue
-    /// drops the ack (counted) instead.
+    /// Commands for the decision stage. The poll loop must not wait, so a full queue drops
+    /// the command (counted) instead.
     fn on_message(&mut self, publish: &Publish) {
-        let Some(camera) = self.topics.camera_of_ack(&publish.topic) else {
+        let Some((camera, kind)) = self.topics.inbound(&publish.topic) else {
             debug!(topic = %publish.topic, "Ignored a message on a topic the publisher does not handle.");
             return;
         };
         if publish.retain {
-            // A retained ack would acknowledge a future alarm on every reconnect.
+            // A retained ack would acknowledge a future alarm on every reconnect, and a
+            // retained threshold would undo a later change after every reconnect.
             warn!(
                 topic = %publish.topic,
-                "Ignored a retained alarm ack; acks must be published without retain."
+                "Ignored a retained command; commands must be published without retain."
             );
             return;
         }
-        match parse_ack(camera, &publish.payload) {
-            Ok(ack) => match self.acks.try_send(ack) {
+        match inbound::parse(kind, camera, &publish.payload) {
+            Ok(command) => match self.inbound.try_send(command) {
                 Ok(()) | Err(TrySendError::Closed(_)) => {}
-                Err(TrySendError::Full(_)) => AckDropped { camera }.emit(&self.telemetry),
+                Err(TrySendError::Full(_)) => {
+                    CommandDropped { camera, kind: kind.label() }.emit(&self.telemetry)
+                }
             },
-            Err(reason) => AckInvalid { topic: &publish.topic, reason: &reason }.emit(&self.telemetry),
+            Err(reason) => CommandInvalid { topic: &publish.topic, reason: &reason }.emit(&self.telemetry),
         }
     }
 }
@@ -201,12 +206,12 @@ mod tests {
     use std::time::Duration;
 
     fn poll_loop(link: Arc<Link>) -> PollLoop {
-        let (acks, _) = mpsc::channel(1);
+        let (inbound, _) = mpsc::channel(1);
         PollLoop {
             eventloop: EventLoop::new(MqttOptions::new("test", "127.0.0.1", 1), 8),
             link,
             topics: Topics::new("inspectd", "n").expect("valid"),
-            acks,
+            inbound,
             telemetry: Arc::default(),
             backoff: Backoff::new(Duration::from_millis(1), Duration::from_millis(2)),
             cancel: CancellationToken::new(),

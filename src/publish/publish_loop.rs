@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
+use crate::publish::inbound::InboundKind;
 use crate::publish::link::{Link, News};
 use crate::publish::mqtt::NodeStatuses;
 use crate::publish::outbox::Outbox;
@@ -143,8 +144,8 @@ impl PublishLoop {
         }
     }
 
-    /// Status first, so consumers see the node online before anything else; then the ack
-    /// subscription (lost with a clean session) and every retained state (lost by a broker
+    /// Status first, so consumers see the node online before anything else; then the command
+    /// subscriptions (lost with a clean session) and every retained state (lost by a broker
     /// restarted without persistence).
     async fn on_connect(&mut self, news: &News, progress: &mut Progress) {
         if self.shutting_down() {
@@ -155,9 +156,11 @@ impl PublishLoop {
             self.send(Tag::Other, topic, QoS::AtLeastOnce, true, payload).await;
         }
         if !news.session_present {
-            let filter = self.topics.alarm_ack_filter();
-            if let Err(e) = self.client.subscribe(filter.as_str(), QoS::AtLeastOnce).await {
-                error!(%filter, error = %e, "Cannot subscribe to alarm acks.");
+            for kind in InboundKind::ALL {
+                let filter = self.topics.inbound_filter(kind);
+                if let Err(e) = self.client.subscribe(filter.as_str(), QoS::AtLeastOnce).await {
+                    error!(%filter, error = %e, "Cannot subscribe to a command topic.");
+                }
             }
         }
         self.retained.mark_all_dirty();

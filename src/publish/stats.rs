@@ -11,8 +11,8 @@ impl PublishStats {
             results_dropped_offline,
             alarms_delivered,
             alarms_refused,
-            acks_dropped,
-            acks_invalid,
+            commands_dropped,
+            commands_invalid,
             connects,
             connection_errors,
         } = totals;
@@ -23,8 +23,8 @@ impl PublishStats {
             alarms_delivered,
             alarms_refused,
             outbox_depth,
-            acks_dropped,
-            acks_invalid,
+            commands_dropped,
+            commands_invalid,
             connects,
             connection_errors,
         }
@@ -48,10 +48,10 @@ pub struct PublishStats {
     pub alarms_refused: u64,
     /// Alarms on disk waiting for a PUBACK (`inspectd_mqtt_outbox_alarms`).
     pub outbox_depth: usize,
-    /// Acks dropped because the consumer of the ack stream fell behind.
-    pub acks_dropped: u64,
-    /// Ack messages whose payload could not be read.
-    pub acks_invalid: u64,
+    /// Commands (acks, threshold sets) dropped because their consumer fell behind.
+    pub commands_dropped: u64,
+    /// Commands whose payload could not be read.
+    pub commands_invalid: u64,
     /// Successful connections (the first one and every reconnect).
     pub connects: u64,
     /// Failed connection attempts and dropped connections.

@@ -2,6 +2,7 @@
 //! documentation cannot disagree.
 
 use crate::publish::error::PublishError;
+use crate::publish::inbound::InboundKind;
 
 /// The topics of one node: `{prefix}/{node}/...`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,17 +46,28 @@ impl Topics {
         self.camera(camera, "alarm/ack")
     }
 
-    /// One subscription for the acks of every camera, so the publisher needs no camera list
-    /// and a camera added by a config reload is covered without re-subscribing.
-    pub fn alarm_ack_filter(&self) -> String {
-        format!("{}/+/alarm/ack", self.base)
+    pub fn threshold_state(&self, camera: &str) -> Result<String, PublishError> {
+        self.camera(camera, "threshold/state")
     }
 
-    /// The camera id of an ack topic, or `None` when the topic is not an ack topic of this node.
-    pub fn camera_of_ack<'t>(&self, topic: &'t str) -> Option<&'t str> {
+    pub fn threshold_set(&self, camera: &str) -> Result<String, PublishError> {
+        self.camera(camera, InboundKind::ThresholdSet.leaf())
+    }
+
+    /// One subscription per command for every camera, so the publisher needs no camera list
+    /// and a camera added by a config reload is covered without re-subscribing.
+    pub fn inbound_filter(&self, kind: InboundKind) -> String {
+        format!("{}/+/{}", self.base, kind.leaf())
+    }
+
+    /// The camera id and command of a topic, or `None` when it is not a command topic of
+    /// this node.
+    pub fn inbound<'t>(&self, topic: &'t str) -> Option<(&'t str, InboundKind)> {
         let rest = topic.strip_prefix(self.base.as_str())?.strip_prefix('/')?;
-        let camera = rest.strip_suffix("/alarm/ack")?;
-        (!camera.is_empty() && !camera.contains('/')).then_some(camera)
+        InboundKind::ALL.into_iter().find_map(|kind| {
+            let camera = rest.strip_suffix(kind.leaf())?.strip_suffix('/')?;
+            (!camera.is_empty() && !camera.contains('/')).then_some((camera, kind))
+        })
     }
 
     fn camera(&self, camera: &str, leaf: &str) -> Result<String, PublishError> {
@@ -91,7 +103,8 @@ mod tests {
         assert_eq!(t.node_status(), "plant/line3/station-1/status");
         assert_eq!(t.result("cam1").expect("valid"), "plant/line3/station-1/cam1/result");
         assert_eq!(t.alarm_state("cam1").expect("valid"), "plant/line3/station-1/cam1/alarm/state");
-        assert_eq!(t.alarm_ack_filter(), "plant/line3/station-1/+/alarm/ack");
+        assert_eq!(t.inbound_filter(InboundKind::Ack), "plant/line3/station-1/+/alarm/ack");
+        assert_eq!(t.inbound_filter(InboundKind::ThresholdSet), "plant/line3/station-1/+/threshold/set");
     }
 
     #[test]
@@ -105,11 +118,14 @@ mod tests {
     }
 
     #[test]
-    fn finds_the_camera_of_an_ack_topic() {
+    fn finds_the_camera_and_command_of_a_command_topic() {
         let t = Topics::new("inspectd", "n").expect("valid");
-        assert_eq!(t.camera_of_ack("inspectd/n/cam1/alarm/ack"), Some("cam1"));
-        assert_eq!(t.camera_of_ack("inspectd/n/cam1/alarm"), None);
-        assert_eq!(t.camera_of_ack("inspectd/other/cam1/alarm/ack"), None);
-        assert_eq!(t.camera_of_ack("inspectd/n/a/b/alarm/ack"), None);
+        assert_eq!(t.inbound("inspectd/n/cam1/alarm/ack"), Some(("cam1", InboundKind::Ack)));
+        assert_eq!(t.inbound("inspectd/n/cam1/threshold/set"), Some(("cam1", InboundKind::ThresholdSet)));
+        assert_eq!(t.inbound("inspectd/n/cam1/alarm"), None);
+        assert_eq!(t.inbound("inspectd/n/cam1/threshold/state"), None);
+        assert_eq!(t.inbound("inspectd/other/cam1/alarm/ack"), None);
+        assert_eq!(t.inbound("inspectd/n/a/b/alarm/ack"), None);
+        assert_eq!(t.inbound("inspectd/n//alarm/ack"), None);
     }
 }

@@ -29,7 +29,8 @@ use crate::model::scorer::{ScoreError, Scorer, ScorerOptions};
 use crate::pipeline::decide::{CameraOutputs, DecisionInput, DecisionStage, DecisionStats};
 use crate::pipeline::judge::Outputs;
 use crate::pipeline::scoring::{Batching, ModelIdentity, ModelSwap, ScoringStage, ScoringStats, SwapSlot};
-use crate::publish::{AckStream, MqttPublisher, PublishError};
+use crate::pipeline::thresholds::ThresholdStore;
+use crate::publish::{Inbound, InboundStream, MqttPublisher, PublishError};
 use crate::settings::{CameraSettings, ModelSettings, Settings};
 use crate::source::{self, SourceSettings, SourceStatus};
 use crate::telemetry::{Event, Reload, Telemetry};
@@ -59,6 +60,8 @@ pub enum DaemonError {
     Publish(#[from] PublishError),
     #[error("evidence store: {0}")]
     Evidence(String),
+    #[error("{0}")]
+    Thresholds(String),
     #[error("cannot start a thread: {0}")]
     Thread(#[from] std::io::Error),
     #[error(transparent)]
@@ -80,7 +83,10 @@ impl DaemonError {
                         | RuntimeError::ProviderMissing { .. }
                 )
             }
-            DaemonError::Bundle { .. } | DaemonError::Camera { .. } | DaemonError::Evidence(_) => true,
+            DaemonError::Bundle { .. }
+            | DaemonError::Camera { .. }
+            | DaemonError::Evidence(_)
+            | DaemonError::Thresholds(_) => true,
             DaemonError::Publish(e) => !e.is_transient(),
             DaemonError::Http(e) => e.is_configuration(),
             _ => false,
@@ -114,8 +120,8 @@ pub(crate) struct Running {
     sources: Vec<JoinHandle<()>>,
     scoring: Vec<JoinHandle<()>>,
     decide: JoinHandle<()>,
-    /// Forwards MQTT acks to the decision thread; holds a sender of its channel.
-    acks: TaskHandle,
+    /// Forwards MQTT commands to the decision thread; holds a sender of its channel.
+    commands: TaskHandle,
     /// Camera status reporters; each ends after publishing its source's final state.
     status: Tasks,
     /// Every thread and task above is started through it.
@@ -143,14 +149,14 @@ pub async fn run(
     let mut svc = Service::start(&settings, &supervisor).await?;
     let runtime = Runtime::init(settings.runtime.clone())?;
     let models = load_models(&runtime, &settings.models).await?;
-    let (publisher, acks) = MqttPublisher::start_with(
+    let (publisher, commands) = MqttPublisher::start_with(
         &settings.mqtt,
         &settings.node.state_dir.join("outbox"),
         Some(&supervisor),
         svc.telemetry.clone(),
     )?;
     svc.board.set_publisher(publisher.handle());
-    let mut running = start(settings, models, &publisher, acks, &svc, supervisor.clone())?;
+    let mut running = start(settings, models, &publisher, commands, &svc, supervisor.clone())?;
     svc.board.set_models_loaded(true);
     info!(elapsed_ms = started.elapsed().as_millis() as u64, "inspectd running.");
     let failure = loop {
@@ -261,9 +267,15 @@ async fn apply_reload(file: &Path, running: &mut Running, runtime: &Runtime) -> 
     }
     for id in &plan.retune {
         let cam = &settings.config.cameras[id];
-        let calibrated = running.models[&cam.model].identity.threshold.as_ref().map(|t| t.image);
+        let calibration = running.models[&cam.model].identity.threshold.clone();
+        let calibrated = calibration.as_ref().map(|t| t.image);
         if let Some((model_threshold, override_threshold)) = thresholds(calibrated, cam.threshold) {
-            let retune = DecisionInput::Retune { camera: id.clone(), model_threshold, override_threshold };
+            let retune = DecisionInput::Retune {
+                camera: id.clone(),
+                model_threshold,
+                calibration,
+                override_threshold,
+            };
             forward(&running.decide_tx, retune).await;
         }
     }
@@ -319,7 +331,7 @@ fn start(
     settings: Settings,
     models: HashMap<String, LoadedModel>,
     publisher: &MqttPublisher,
-    mut acks: AckStream,
+    mut commands: InboundStream,
     svc: &Service,
     supervisor: Supervisor,
 ) -> Result<Running, DaemonError> {
@@ -350,9 +362,11 @@ fn start(
     }
     let evidence = EvidenceStore::from_config(&config.evidence, &config.node.state_dir)
         .map_err(|e| DaemonError::Evidence(e.to_string()))?;
+    let thresholds =
+        ThresholdStore::open(&config.node.state_dir).map_err(|e| DaemonError::Thresholds(e.to_string()))?;
     let decision_stats = Arc::new(DecisionStats::default());
     svc.board.set_decisions(decision_stats.clone());
-    let stage = DecisionStage {
+    let mut stage = DecisionStage {
         cameras: outputs,
         results: config.mqtt.results.clone(),
         limiter: EvidenceLimiter::new(min_interval(&cameras)),
@@ -363,13 +377,19 @@ fn start(
             telemetry: svc.telemetry.clone(),
             replay: false,
         },
+        thresholds: Some(thresholds),
     };
+    stage.restore_thresholds();
     stage.publish_initial_states();
     let decide = supervisor.thread("decide", Lifetime::UntilShutdown, move || stage.run(decide_rx))?;
-    let ack_tx = decide_tx.clone();
-    let acks = supervisor.task("acks", Lifetime::UntilShutdown, async move {
-        while let Some(ack) = acks.recv().await {
-            forward(&ack_tx, DecisionInput::Ack(ack)).await;
+    let command_tx = decide_tx.clone();
+    let commands = supervisor.task("commands", Lifetime::UntilShutdown, async move {
+        while let Some(command) = commands.recv().await {
+            let input = match command {
+                Inbound::Ack(ack) => DecisionInput::Ack(ack),
+                Inbound::Threshold(t) => DecisionInput::Threshold(t),
+            };
+            forward(&command_tx, input).await;
         }
     });
     let cancel = CancellationToken::new();
@@ -393,7 +413,7 @@ fn start(
         sources,
         scoring,
         decide,
-        acks,
+        commands,
         status,
         supervisor,
     })
@@ -411,6 +431,7 @@ fn camera_outputs(id: &str, cam: &CameraConfig, model: &LoadedModel) -> Result<C
     })?;
     let decision = CameraDecision::new(id, threshold, cam.alarm)
         .and_then(|d| d.with_threshold_override(configured))
+        .map(|d| d.with_calibration(model.identity.threshold.clone()))
         .map_err(|e| DaemonError::Camera { camera: id.to_string(), reason: e.to_string() })?;
     Ok(CameraOutputs {
         decision,
@@ -522,13 +543,13 @@ fn start_streams(
 
 /// Stops the sources and waits, until `deadline`, for each stage to drain in order.
 async fn drain(running: Running, deadline: Instant) {
-    let Running { cancel, sources, scoring, decide, acks, status, decide_tx, supervisor, .. } = running;
+    let Running { cancel, sources, scoring, decide, commands, status, decide_tx, supervisor, .. } = running;
     cancel.cancel();
     drop(decide_tx);
     join_all("sources", sources, deadline, &supervisor).await;
     join_all("scoring", scoring, deadline, &supervisor).await;
-    // The ack forwarder holds a sender of the decision channel; stop it so the channel closes.
-    acks.abort();
+    // The command forwarder holds a sender of the decision channel; stop it so the channel closes.
+    commands.abort();
     join_all("decisions", vec![decide], deadline, &supervisor).await;
     let left = deadline.saturating_duration_since(Instant::now());
     let all = async {

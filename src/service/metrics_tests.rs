@@ -104,10 +104,10 @@ fn every_publisher_event_is_counted_once_and_exported() {
         AlarmRefused.emit(t);
     }
     for _ in 0..7 {
-        AckDropped { camera: "cam1" }.emit(t);
+        CommandDropped { camera: "cam1", kind: "ack" }.emit(t);
     }
     for _ in 0..8 {
-        AckInvalid { topic: "t", reason: &"not JSON" }.emit(t);
+        CommandInvalid { topic: "t", reason: &"not JSON" }.emit(t);
     }
     for _ in 0..9 {
         MqttConnected { broker: "b", session_present: false }.emit(t);
@@ -126,8 +126,8 @@ fn every_publisher_event_is_counted_once_and_exported() {
         "inspectd_mqtt_alarms_delivered_total 4\n",
         "inspectd_mqtt_alarms_refused_total 5\n",
         "inspectd_mqtt_outbox_alarms 6\n",
-        "inspectd_mqtt_acks_dropped_total 7\n",
-        "inspectd_mqtt_acks_invalid_total 8\n",
+        "inspectd_mqtt_commands_dropped_total 7\n",
+        "inspectd_mqtt_commands_invalid_total 8\n",
         "inspectd_mqtt_connects_total 9\n",
         "inspectd_mqtt_connection_errors_total 10\n",
         "inspectd_mqtt_connected 1\n",

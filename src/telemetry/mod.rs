@@ -38,8 +38,8 @@ pub const COUNTERS: &[&str] = &[
     "mqtt_alarms_refused",
     "mqtt_connects",
     "mqtt_connection_errors",
-    "mqtt_acks_dropped",
-    "mqtt_acks_invalid",
+    "mqtt_commands_dropped",
+    "mqtt_commands_invalid",
 ];
 
 /// Why a frame was never decided.

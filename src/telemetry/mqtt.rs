@@ -52,8 +52,8 @@ pub(super) struct MqttCounters {
     alarms_refused: Counter,
     connects: Counter,
     connection_errors: Counter,
-    acks_dropped: Counter,
-    acks_invalid: Counter,
+    commands_dropped: Counter,
+    commands_invalid: Counter,
     /// Results are being dropped now, per [`ResultDropReason`]: logged once per episode.
     dropping: [AtomicBool; 2],
 }
@@ -83,14 +83,14 @@ impl Telemetry {
             m.connection_errors.clone(),
         );
         r.register(
-            "mqtt_acks_dropped",
-            "Alarm acknowledgements dropped because the decision stage fell behind",
-            m.acks_dropped.clone(),
+            "mqtt_commands_dropped",
+            "Commands (alarm acks, threshold sets) dropped because the decision stage fell behind",
+            m.commands_dropped.clone(),
         );
         r.register(
-            "mqtt_acks_invalid",
-            "Alarm acknowledgements whose payload was unreadable",
-            m.acks_invalid.clone(),
+            "mqtt_commands_invalid",
+            "Commands (alarm acks, threshold sets) whose payload was unreadable",
+            m.commands_invalid.clone(),
         );
     }
 
@@ -105,8 +105,8 @@ impl Telemetry {
             results_dropped_offline: dropped(ResultDropReason::Offline),
             alarms_delivered: m.alarms_delivered.get(),
             alarms_refused: m.alarms_refused.get(),
-            acks_dropped: m.acks_dropped.get(),
-            acks_invalid: m.acks_invalid.get(),
+            commands_dropped: m.commands_dropped.get(),
+            commands_invalid: m.commands_invalid.get(),
             connects: m.connects.get(),
             connection_errors: m.connection_errors.get(),
         }
@@ -121,8 +121,8 @@ pub struct MqttTotals {
     pub results_dropped_offline: u64,
     pub alarms_delivered: u64,
     pub alarms_refused: u64,
-    pub acks_dropped: u64,
-    pub acks_invalid: u64,
+    pub commands_dropped: u64,
+    pub commands_invalid: u64,
     pub connects: u64,
     pub connection_errors: u64,
 }
@@ -238,28 +238,35 @@ impl Event for MqttConnectionError<'_> {
     }
 }
 
-/// An alarm acknowledgement the poll loop could not hand on: the decision stage is not
-/// reading acks.
-pub struct AckDropped<'a> {
+/// A command (alarm ack, threshold set) the poll loop could not hand on: the decision stage
+/// is not reading them.
+pub struct CommandDropped<'a> {
     pub camera: &'a str,
+    /// `ack` or `threshold`.
+    pub kind: &'static str,
 }
 
-impl Event for AckDropped<'_> {
+impl Event for CommandDropped<'_> {
     fn emit(self, t: &Telemetry) {
-        warn!(camera = self.camera, "Alarm ack dropped: the decision stage is not reading acks.");
-        t.mqtt.acks_dropped.inc();
+        warn!(
+            camera = self.camera,
+            kind = self.kind,
+            "Command dropped: the decision stage is not reading commands."
+        );
+        t.mqtt.commands_dropped.inc();
     }
 }
 
-/// An alarm acknowledgement whose payload could not be read.
-pub struct AckInvalid<'a> {
+/// A command whose payload could not be read (an unreadable threshold request is also
+/// refused on `threshold/state`).
+pub struct CommandInvalid<'a> {
     pub topic: &'a str,
     pub reason: &'a dyn Display,
 }
 
-impl Event for AckInvalid<'_> {
+impl Event for CommandInvalid<'_> {
     fn emit(self, t: &Telemetry) {
-        warn!(topic = self.topic, reason = %self.reason, "Ignored an alarm ack with an unreadable payload.");
-        t.mqtt.acks_invalid.inc();
+        warn!(topic = self.topic, reason = %self.reason, "Ignored a command with an unreadable payload.");
+        t.mqtt.commands_invalid.inc();
     }
 }
