@@ -18,8 +18,13 @@
 //!                       threshold, regions, k-of-n alarm with hysteresis and latch
 //!                       ├─ MQTT publisher (results: drop + count when the client queue is full;
 //!                       │   alarms: durable on-disk outbox, replayed after outages and restarts)
-//!                       └─ evidence store (frame + heatmap on alarms; retention by count/bytes)
+//!                       ├─ evidence store (frame + heatmap on alarms; retention by count/bytes)
+//!                       └─ triggered cameras: channel (64, block) ──► station task: one part
+//!                          result per trigger (durable, like alarms) and the ready handshake
 //! ```
+//!
+//! A triggered camera's source passes only the first frame after each trigger (its
+//! `TriggerGate`, armed by the station task on `{station}/trigger`).
 //!
 //! Heavy math never runs on the async runtime's threads: sources, scoring and decisions have
 //! their own threads; tokio runs MQTT, signals, status and health.
@@ -37,6 +42,7 @@
 //! - [`model`]: ONNX Runtime, model bundles, the scorer and its thread.
 //! - [`train`], [`eval`], [`synth`]: fitting, metrics, synthetic defect data.
 //! - [`config`] (as written) and [`settings`] (checked and converted, once), [`source`], [`pipeline`], [`decision`], [`publish`], [`evidence`]: the daemon.
+//! - [`station`]: triggered inspection: stations, parts, deadlines, the ready handshake.
 //! - [`flow`]: frames, edges, verdicts and the model identity: the leaf types below the stages.
 //! - [`telemetry`]: typed internal events (drops, errors, alarms, reloads) that log and count.
 //! - [`cli`]: the command line; `main.rs` only calls it.
@@ -59,6 +65,7 @@ pub mod replay;
 pub mod service;
 pub mod settings;
 pub mod source;
+pub mod station;
 pub mod synth;
 pub mod telemetry;
 pub mod train;

@@ -136,10 +136,12 @@ fn from_value(v: &Value) -> Result<Config, Vec<Problem>> {
     let empty = Value::Object(Default::default());
     let obj = v.as_object().cloned().unwrap_or_default();
     for key in obj.keys() {
-        if !["node", "runtime", "mqtt", "evidence", "http", "models", "cameras"].contains(&key.as_str()) {
+        if !["node", "runtime", "mqtt", "evidence", "http", "models", "cameras", "stations"]
+            .contains(&key.as_str())
+        {
             problems.push(Problem::new(
                 key.clone(),
-                "unknown section (expected node, runtime, mqtt, evidence, http, models, cameras)",
+                "unknown section (expected node, runtime, mqtt, evidence, http, models, cameras, stations)",
             ));
         }
     }
@@ -151,11 +153,22 @@ fn from_value(v: &Value) -> Result<Config, Vec<Problem>> {
     let http = part::<HttpConfig>("http", section("http"), &mut problems);
     let models = table::<ModelConfig>("models", obj.get("models"), &mut problems);
     let cameras = table::<CameraConfig>("cameras", obj.get("cameras"), &mut problems);
-    match (node, runtime, mqtt, evidence, http, models, cameras) {
-        (Some(node), Some(runtime), Some(mqtt), Some(evidence), Some(http), Some(models), Some(cameras))
-            if problems.is_empty() =>
-        {
-            Ok(Config { node, runtime, mqtt, evidence, http, models, cameras })
+    let stations = match obj.get("stations") {
+        None => Some(BTreeMap::new()),
+        some => table::<StationConfig>("stations", some, &mut problems),
+    };
+    match (node, runtime, mqtt, evidence, http, models, cameras, stations) {
+        (
+            Some(node),
+            Some(runtime),
+            Some(mqtt),
+            Some(evidence),
+            Some(http),
+            Some(models),
+            Some(cameras),
+            Some(stations),
+        ) if problems.is_empty() => {
+            Ok(Config { node, runtime, mqtt, evidence, http, models, cameras, stations })
         }
         _ => Err(problems),
     }

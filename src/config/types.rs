@@ -24,6 +24,22 @@ pub struct Config {
     pub models: BTreeMap<String, ModelConfig>,
     /// Cameras by id (the id is an MQTT topic segment).
     pub cameras: BTreeMap<String, CameraConfig>,
+    /// Triggered cameras that inspect one part together: one trigger fires all of them, and
+    /// one part verdict combines theirs. A triggered camera in no station is its own.
+    #[serde(default)]
+    pub stations: BTreeMap<String, StationConfig>,
+}
+
+/// `[stations.ID]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StationConfig {
+    /// Camera ids, each with `mode = "triggered"` and in no other station.
+    pub cameras: Vec<String>,
+    /// Seconds from a trigger to the part result; after it the part is `timeout`. Defaults
+    /// to the longest `trigger.timeout_s` of its cameras.
+    #[serde(default)]
+    pub timeout_s: Option<f64>,
 }
 
 /// This inspection station.
@@ -312,6 +328,52 @@ pub struct CameraConfig {
     pub evidence: CameraEvidence,
     #[serde(default = "default_true")]
     pub enabled: bool,
+    /// `continuous` (every frame is judged) or `triggered` (one frame per trigger, one part
+    /// result per trigger).
+    #[serde(default)]
+    pub mode: CameraMode,
+    #[serde(default)]
+    pub trigger: TriggerConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CameraMode {
+    #[default]
+    Continuous,
+    Triggered,
+}
+
+/// `[cameras.ID.trigger]`: how a triggered camera is fired.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerConfig {
+    /// `software`: an MQTT trigger fires the camera (GenICam TriggerSoftware on GigE/USB3
+    /// Vision; the next frame on a stream). `line`: the camera's hardware line fires it, and
+    /// the MQTT trigger only announces the part id (GigE/USB3 Vision only).
+    #[serde(default)]
+    pub input: TriggerInput,
+    /// Seconds from the trigger to the part result before it is `timeout`.
+    #[serde(default = "default_trigger_timeout_s")]
+    pub timeout_s: f64,
+}
+
+impl Default for TriggerConfig {
+    fn default() -> Self {
+        TriggerConfig { input: TriggerInput::default(), timeout_s: default_trigger_timeout_s() }
+    }
+}
+
+const fn default_trigger_timeout_s() -> f64 {
+    2.0
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TriggerInput {
+    #[default]
+    Software,
+    Line,
 }
 
 const fn default_queue() -> usize {

@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use super::trigger::PartTag;
+
 /// One decoded frame, already cropped (ROI) and scaled to the model's input size.
 #[derive(Debug, Clone)]
 pub struct Frame {
@@ -19,6 +21,8 @@ pub struct Frame {
     pub rgb: Vec<u8>,
     pub width: u32,
     pub height: u32,
+    /// The part a triggered camera's frame shows; `None` for continuous cameras.
+    pub part: Option<PartTag>,
 }
 
 impl Frame {

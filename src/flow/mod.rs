@@ -4,6 +4,7 @@
 
 pub mod edge;
 pub mod frame;
+pub mod trigger;
 
 use crate::model::manifest::Threshold;
 

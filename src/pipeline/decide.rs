@@ -17,9 +17,11 @@ use crate::config::types::{CameraEvidence, ResultMode, ResultPolicy};
 use crate::decision::{AckTarget, AlarmEvent, AlarmKind, CameraDecision, Decision, ThresholdRequest};
 use crate::evidence::{EvidenceLimiter, EvidencePaths};
 use crate::flow::frame::Verdict;
+use crate::flow::trigger::PartTag;
 use crate::model::manifest::Threshold as Calibration;
-use crate::publish::messages::{self, AlarmMessage, Evidence, ModelRef, ResultMessage};
+use crate::publish::messages::{self, AlarmMessage, CameraPart, Evidence, ModelRef, ResultMessage};
 use crate::publish::AlarmAck;
+use crate::station::{Observation, StationInput};
 
 /// What the decision thread consumes.
 pub enum DecisionInput {
@@ -64,6 +66,8 @@ pub struct DecisionStage {
     pub outputs: Outputs,
     /// Runtime thresholds in the state directory; `None` in tools that take none (replay).
     pub thresholds: Option<ThresholdStore>,
+    /// Where triggered cameras' verdicts go; `None` without triggered cameras.
+    pub parts: Option<tokio::sync::mpsc::Sender<StationInput>>,
 }
 
 impl DecisionStage {
@@ -130,7 +134,14 @@ impl DecisionStage {
                 f.scored_at.duration_since(f.frame.captured_at).unwrap_or_default(),
             );
         }
-        self.outputs.apply(&camera, &camera, &f, &j);
+        let evidence = self.outputs.apply(&camera, &camera, &f, &j);
+        if let (Some(tag), Some(parts)) = (&f.frame.part, &self.parts) {
+            let observation = observation(&camera, tag, &f, &j.decision, evidence);
+            // Blocks briefly when the station task is behind: a part verdict is never dropped.
+            if parts.blocking_send(StationInput::Observed(observation)).is_err() {
+                warn!(camera = %camera, part_id = %tag.part_id, "Part verdict not delivered: the station task has stopped.");
+            }
+        }
     }
 
     fn ack(&mut self, a: AlarmAck) {
@@ -189,6 +200,34 @@ impl DecisionStage {
             }
             self.outputs.publish_threshold_state(camera, &d.thresholds().state());
         }
+    }
+}
+
+/// A triggered camera's verdict on its part, for the station task.
+fn observation(
+    camera: &str,
+    tag: &PartTag,
+    f: &ScoredFrame,
+    d: &Decision,
+    evidence: Option<EvidencePaths>,
+) -> Observation {
+    let to_frame = f.frame.captured_at.duration_since(tag.triggered_at).unwrap_or_default();
+    Observation {
+        camera: camera.to_string(),
+        station: tag.station.to_string(),
+        part_id: tag.part_id.to_string(),
+        result: CameraPart {
+            verdict: d.verdict,
+            score: f.score,
+            threshold: d.threshold,
+            seq: f.frame.seq,
+            regions: d.regions.clone(),
+            evidence: evidence.map(|p| Evidence {
+                frame: p.frame.display().to_string(),
+                heatmap: p.heatmap.display().to_string(),
+            }),
+            trigger_to_frame_ms: to_frame.as_secs_f64() * 1e3,
+        },
     }
 }
 

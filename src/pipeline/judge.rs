@@ -56,7 +56,11 @@ pub fn judge(
     let result = wants_result(results, decision.verdict, cam.decided).then(|| result_message(f, &decision));
     let raised = decision.alarm.as_ref().is_some_and(|a| a.kind == AlarmKind::Raised);
     let policy = cam.evidence;
-    let save_evidence = (raised && policy.on_alarm) || (ng && policy.every_ng && limiter.allow(camera, now));
+    // A triggered camera's NG part always keeps its evidence: the part is rejected on it, and
+    // the PLC sets the rate, not a free-running stream.
+    let part_ng = ng && f.frame.part.is_some();
+    let save_evidence =
+        (raised && policy.on_alarm) || part_ng || (ng && policy.every_ng && limiter.allow(camera, now));
     Judgement { decision, result, save_evidence }
 }
 

@@ -19,16 +19,19 @@ pub(crate) const INBOUND_QUEUE: usize = 64;
 pub enum InboundKind {
     Ack,
     ThresholdSet,
+    /// `{station}/trigger`: inspect one part (a lone triggered camera is its own station).
+    Trigger,
 }
 
 impl InboundKind {
-    pub const ALL: [InboundKind; 2] = [InboundKind::Ack, InboundKind::ThresholdSet];
+    pub const ALL: [InboundKind; 3] = [InboundKind::Ack, InboundKind::ThresholdSet, InboundKind::Trigger];
 
     /// The topic leaf after `{prefix}/{node}/{camera}/`.
     pub fn leaf(self) -> &'static str {
         match self {
             InboundKind::Ack => "alarm/ack",
             InboundKind::ThresholdSet => "threshold/set",
+            InboundKind::Trigger => "trigger",
         }
     }
 
@@ -37,6 +40,7 @@ impl InboundKind {
         match self {
             InboundKind::Ack => "ack",
             InboundKind::ThresholdSet => "threshold",
+            InboundKind::Trigger => "trigger",
         }
     }
 }
@@ -46,6 +50,20 @@ impl InboundKind {
 pub enum Inbound {
     Ack(AlarmAck),
     Threshold(ThresholdRequest),
+    Trigger(TriggerRequest),
+}
+
+/// A trigger for a station, read from `{station}/trigger`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TriggerRequest {
+    pub station: String,
+    /// The part id sent, or one made up (`{station}-{unix ms}`) for a bare trigger.
+    pub part_id: String,
+    /// The payload's other fields.
+    pub context: serde_json::Map<String, serde_json::Value>,
+    /// Why the trigger cannot be served; the part result is then `invalid` with it.
+    pub problem: Option<String>,
+    pub received_at: std::time::SystemTime,
 }
 
 /// The receiving end of the commands; `MqttPublisher::start` returns it next to the publisher.
@@ -77,8 +95,54 @@ pub(crate) fn parse(kind: InboundKind, camera: &str, payload: &[u8]) -> Result<I
     match kind {
         InboundKind::Ack => parse_ack(camera, payload).map(Inbound::Ack),
         InboundKind::ThresholdSet => Ok(Inbound::Threshold(parse_threshold(camera, payload))),
+        InboundKind::Trigger => {
+            Ok(Inbound::Trigger(parse_trigger(camera, payload, std::time::SystemTime::now())))
+        }
     }
 }
+
+/// `{station}/trigger`: `{"part_id": "…", …}`; an empty payload is a bare trigger with a
+/// made-up part id (a PLC without part tracking). Anything unreadable still yields a
+/// request, carrying the problem, because every trigger must get a part result.
+fn parse_trigger(station: &str, payload: &[u8], at: std::time::SystemTime) -> TriggerRequest {
+    let unix_ms = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
+    let made_up = format!("{station}-{unix_ms}");
+    let request = |part_id: String, context, problem| TriggerRequest {
+        station: station.to_string(),
+        part_id,
+        context,
+        problem,
+        received_at: at,
+    };
+    let text = String::from_utf8_lossy(payload);
+    if text.trim().is_empty() {
+        return request(made_up, serde_json::Map::new(), None);
+    }
+    let mut fields = match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(serde_json::Value::Object(fields)) => fields,
+        Ok(_) | Err(_) => {
+            let problem = "a trigger is a JSON object {\"part_id\": \"…\"} or empty".to_string();
+            return request(made_up, serde_json::Map::new(), Some(problem));
+        }
+    };
+    fields.remove("v");
+    match fields.remove("part_id") {
+        Some(serde_json::Value::String(id)) if !id.is_empty() && id.len() <= MAX_PART_ID => {
+            request(id, fields, None)
+        }
+        Some(serde_json::Value::Number(n)) => request(n.to_string(), fields, None),
+        None => request(made_up, fields, None),
+        Some(other) => {
+            let problem = format!(
+                "part_id must be a non-empty string of at most {MAX_PART_ID} characters, not {other}"
+            );
+            request(made_up, fields, Some(problem))
+        }
+    }
+}
+
+/// Longest part id kept: it names evidence files and is echoed in every result.
+const MAX_PART_ID: usize = 128;
 
 /// `threshold/set`: exactly one of `threshold` (raw score), `sensitivity` (0..=1) or
 /// `reset: true`, with an optional `by` naming the sender and an optional `"v": 1`.
@@ -143,6 +207,21 @@ mod tests {
         let r = parse_threshold("cam1", br#"{"threshold": 2.5, "by": "line3-plc"}"#);
         assert_eq!((r.camera.as_str(), r.set_by.as_str()), ("cam1", "line3-plc"));
         assert_eq!(parse_threshold("cam1", br#"{"threshold": 1}"#).set_by, "mqtt");
+    }
+
+    #[test]
+    fn triggers_carry_their_part_id_and_context_and_a_bad_one_its_problem() {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1234);
+        let t = parse_trigger("st1", br#"{"part_id": "A-17", "lot": 4}"#, at);
+        assert_eq!((t.part_id.as_str(), t.problem.as_deref()), ("A-17", None));
+        assert_eq!(t.context.get("lot"), Some(&serde_json::json!(4)));
+        assert_eq!(parse_trigger("st1", b"", at).part_id, "st1-1234", "a bare trigger");
+        assert_eq!(parse_trigger("st1", br#"{"part_id": 99}"#, at).part_id, "99");
+        for bad in [&br#"{"part_id": ""}"#[..], b"go", br#"["A-17"]"#] {
+            let t = parse_trigger("st1", bad, at);
+            assert!(t.problem.is_some(), "{}", String::from_utf8_lossy(bad));
+            assert_eq!(t.part_id, "st1-1234");
+        }
     }
 
     #[test]

@@ -128,6 +128,71 @@ pub enum AlarmEvent {
     Cleared,
 }
 
+/// `{prefix}/{node}/{station}/part`: one per trigger, QoS 1, not retained, delivered through
+/// the durable outbox (a reject gate acts on it). De-duplicate by `part_id`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartMessage {
+    pub part_id: String,
+    /// The station (a lone triggered camera's own id).
+    pub station: String,
+    pub verdict: PartVerdict,
+    /// Why the part is `invalid` or `timeout`; null otherwise.
+    pub reason: Option<String>,
+    /// The highest score of the station's cameras; null when no camera judged the part.
+    pub score: Option<f32>,
+    /// The regions and evidence of that camera.
+    pub regions: Vec<Region>,
+    pub evidence: Option<Evidence>,
+    pub triggered_at: String,
+    /// From the trigger to the last camera's frame; null when no frame came.
+    pub trigger_to_frame_ms: Option<f64>,
+    /// From the trigger to this result.
+    pub trigger_to_result_ms: f64,
+    /// Each camera's own verdict; a camera without a frame is absent.
+    pub cameras: std::collections::BTreeMap<String, CameraPart>,
+    /// The trigger's other fields, echoed so a PLC can match its own bookkeeping.
+    pub context: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The verdict of a part: `NG` if any camera says NG.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PartVerdict {
+    #[serde(rename = "OK")]
+    Ok,
+    #[serde(rename = "NG")]
+    Ng,
+    /// The trigger could not be served (unreadable, or the station was busy with a part).
+    #[serde(rename = "invalid")]
+    Invalid,
+    /// Not every camera's frame arrived before the deadline.
+    #[serde(rename = "timeout")]
+    Timeout,
+}
+
+/// One camera's share of a part result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CameraPart {
+    pub verdict: Verdict,
+    pub score: f32,
+    pub threshold: f32,
+    pub seq: u64,
+    pub regions: Vec<Region>,
+    pub evidence: Option<Evidence>,
+    pub trigger_to_frame_ms: f64,
+}
+
+/// `{prefix}/{node}/{station}/ready`: QoS 1, retained. `ready` is true when the station has
+/// no part in progress and every camera of it is streaming: the PLC may trigger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadyState {
+    pub ready: bool,
+    /// The part in progress, null when none.
+    pub part_id: Option<String>,
+    /// Cameras of the station that are not streaming.
+    pub waiting_for: Vec<String>,
+    pub since: String,
+}
+
 /// Paths of evidence files on the node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Evidence {

@@ -41,10 +41,10 @@ mod tracker;
 
 pub use acks::AlarmAck;
 pub use error::PublishError;
-pub use inbound::{Inbound, InboundKind, InboundStream};
+pub use inbound::{Inbound, InboundKind, InboundStream, TriggerRequest};
 pub use messages::{
-    AlarmEvent, AlarmMessage, AlarmState, CameraState, CameraStatus, Evidence, ModelRef, NodeState,
-    NodeStatus, ResultMessage,
+    AlarmEvent, AlarmMessage, AlarmState, CameraPart, CameraState, CameraStatus, Evidence, ModelRef,
+    NodeState, NodeStatus, PartMessage, PartVerdict, ReadyState, ResultMessage,
 };
 pub use mqtt::{MqttPublisher, PublishHandle};
 pub use options::MqttSettings;

@@ -34,7 +34,8 @@ const MAX_DELAY: Duration = Duration::from_secs(15);
 use crate::publish::error::PublishError;
 use crate::publish::link::Link;
 use crate::publish::messages::{
-    self, AlarmMessage, AlarmState, CameraStatus, NodeState, NodeStatus, ResultMessage, StageFailure,
+    self, AlarmMessage, AlarmState, CameraStatus, NodeState, NodeStatus, PartMessage, ReadyState,
+    ResultMessage, StageFailure,
 };
 use crate::publish::options::{MqttSettings, MAX_PACKET_BYTES, REQUEST_CAPACITY};
 use crate::publish::outbox::{Outbox, OutboxError};
@@ -272,6 +273,23 @@ impl PublishHandle {
     /// Sets the camera's retained alarm state; sent now if connected, and again after reconnects.
     pub fn publish_alarm_state(&self, camera: &str, state: &AlarmState) -> Result<(), PublishError> {
         let topic = self.shared.topics.alarm_state(camera)?;
+        self.set_retained(topic, state)
+    }
+
+    /// Stores a part result durably in the outbox, like an alarm (a reject gate acts on it),
+    /// and returns its outbox sequence number.
+    pub async fn publish_part(&self, station: &str, msg: &PartMessage) -> Result<u64, PublishError> {
+        let topic = self.shared.topics.part(station)?;
+        let payload = encode(&topic, msg)?;
+        let handle = self.clone();
+        tokio::task::spawn_blocking(move || handle.store_alarm(&topic, &payload))
+            .await
+            .map_err(|_| PublishError::Stopped)?
+    }
+
+    /// Sets the station's retained ready/busy state.
+    pub fn publish_ready(&self, station: &str, state: &ReadyState) -> Result<(), PublishError> {
+        let topic = self.shared.topics.ready(station)?;
         self.set_retained(topic, state)
     }
 

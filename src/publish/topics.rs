@@ -54,6 +54,16 @@ impl Topics {
         self.camera(camera, InboundKind::ThresholdSet.leaf())
     }
 
+    /// `{station}/part`: one result per trigger.
+    pub fn part(&self, station: &str) -> Result<String, PublishError> {
+        self.camera(station, "part")
+    }
+
+    /// `{station}/ready`: the retained ready/busy handshake.
+    pub fn ready(&self, station: &str) -> Result<String, PublishError> {
+        self.camera(station, "ready")
+    }
+
     /// One subscription per command for every camera, so the publisher needs no camera list
     /// and a camera added by a config reload is covered without re-subscribing.
     pub fn inbound_filter(&self, kind: InboundKind) -> String {
@@ -122,6 +132,7 @@ mod tests {
         let t = Topics::new("inspectd", "n").expect("valid");
         assert_eq!(t.inbound("inspectd/n/cam1/alarm/ack"), Some(("cam1", InboundKind::Ack)));
         assert_eq!(t.inbound("inspectd/n/cam1/threshold/set"), Some(("cam1", InboundKind::ThresholdSet)));
+        assert_eq!(t.inbound("inspectd/n/st1/trigger"), Some(("st1", InboundKind::Trigger)));
         assert_eq!(t.inbound("inspectd/n/cam1/alarm"), None);
         assert_eq!(t.inbound("inspectd/n/cam1/threshold/state"), None);
         assert_eq!(t.inbound("inspectd/other/cam1/alarm/ack"), None);

@@ -226,6 +226,7 @@ impl Feeder {
             width: img.width(),
             height: img.height(),
             rgb: img.into_raw(),
+            part: None,
         };
         Some((index, frame))
     }

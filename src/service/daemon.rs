@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::board::HealthBoard;
+use super::commands;
 use super::endpoints::Service;
 use super::reload::{self, ReloadError};
 use super::status::{report_camera_status, CameraStatusFeed};
@@ -23,6 +24,7 @@ use crate::decision::{thresholds, CameraDecision};
 use crate::evidence::{EvidenceLimiter, EvidenceStore};
 use crate::flow::edge::{edge_with_signal, EdgeReceiver, Signal};
 use crate::flow::frame::Frame;
+use crate::flow::trigger::TriggerGate;
 use crate::model::bundle::{Bundle, BundleError};
 use crate::model::runtime::{Runtime, RuntimeError};
 use crate::model::scorer::{ScoreError, Scorer, ScorerOptions};
@@ -30,7 +32,7 @@ use crate::pipeline::decide::{CameraOutputs, DecisionInput, DecisionStage, Decis
 use crate::pipeline::judge::Outputs;
 use crate::pipeline::scoring::{Batching, ModelIdentity, ModelSwap, ScoringStage, ScoringStats, SwapSlot};
 use crate::pipeline::thresholds::ThresholdStore;
-use crate::publish::{Inbound, InboundStream, MqttPublisher, PublishError};
+use crate::publish::{InboundStream, MqttPublisher, PublishError};
 use crate::settings::{CameraSettings, ModelSettings, Settings};
 use crate::source::{self, SourceSettings, SourceStatus};
 use crate::telemetry::{Event, Reload, Telemetry};
@@ -122,6 +124,8 @@ pub(crate) struct Running {
     decide: JoinHandle<()>,
     /// Forwards MQTT commands to the decision thread; holds a sender of its channel.
     commands: TaskHandle,
+    /// The station task of triggered cameras; ends after the decision thread.
+    stations: Option<TaskHandle>,
     /// Camera status reporters; each ends after publishing its source's final state.
     status: Tasks,
     /// Every thread and task above is started through it.
@@ -331,7 +335,7 @@ fn start(
     settings: Settings,
     models: HashMap<String, LoadedModel>,
     publisher: &MqttPublisher,
-    mut commands: InboundStream,
+    commands: InboundStream,
     svc: &Service,
     supervisor: Supervisor,
 ) -> Result<Running, DaemonError> {
@@ -366,6 +370,8 @@ fn start(
         ThresholdStore::open(&config.node.state_dir).map_err(|e| DaemonError::Thresholds(e.to_string()))?;
     let decision_stats = Arc::new(DecisionStats::default());
     svc.board.set_decisions(decision_stats.clone());
+    let gates = commands::gates(&settings);
+    let (station_tx, station_rx) = commands::station_channel(&settings);
     let mut stage = DecisionStage {
         cameras: outputs,
         results: config.mqtt.results.clone(),
@@ -378,20 +384,12 @@ fn start(
             replay: false,
         },
         thresholds: Some(thresholds),
+        parts: station_tx.clone(),
     };
     stage.restore_thresholds();
     stage.publish_initial_states();
     let decide = supervisor.thread("decide", Lifetime::UntilShutdown, move || stage.run(decide_rx))?;
-    let command_tx = decide_tx.clone();
-    let commands = supervisor.task("commands", Lifetime::UntilShutdown, async move {
-        while let Some(command) = commands.recv().await {
-            let input = match command {
-                Inbound::Ack(ack) => DecisionInput::Ack(ack),
-                Inbound::Threshold(t) => DecisionInput::Threshold(t),
-            };
-            forward(&command_tx, input).await;
-        }
-    });
+    let commands = commands::forward_commands(&supervisor, commands, decide_tx.clone(), station_tx);
     let cancel = CancellationToken::new();
     let mut status = Vec::new();
     let streams = Streams {
@@ -402,9 +400,19 @@ fn start(
         slots: &slots,
         board: &svc.board,
         supervisor: &supervisor,
+        gates: &gates,
     };
-    let (sources, scoring) =
-        start_streams(&settings, models, &cameras, decide_tx.clone(), &streams, &mut status)?;
+    let mut statuses = HashMap::new();
+    let (sources, scoring) = start_streams(
+        &settings,
+        models,
+        &cameras,
+        decide_tx.clone(),
+        &streams,
+        (&mut status, &mut statuses),
+    )?;
+    let stations =
+        commands::start_stations(&supervisor, &settings, gates, statuses, publisher.handle(), station_rx);
     Ok(Running {
         settings,
         models: slots,
@@ -414,6 +422,7 @@ fn start(
         scoring,
         decide,
         commands,
+        stations,
         status,
         supervisor,
     })
@@ -448,7 +457,7 @@ fn min_interval(cameras: &[(&String, &CameraSettings)]) -> Duration {
 }
 
 /// Sends to the blocking decision channel from async code without blocking a runtime thread.
-async fn forward(tx: &SyncSender<DecisionInput>, mut item: DecisionInput) {
+pub(crate) async fn forward(tx: &SyncSender<DecisionInput>, mut item: DecisionInput) {
     loop {
         match tx.try_send(item) {
             Ok(()) => return,
@@ -470,6 +479,8 @@ struct Streams<'a> {
     slots: &'a HashMap<String, ModelSlot>,
     supervisor: &'a Supervisor,
     telemetry: &'a Arc<Telemetry>,
+    /// Trigger gates of triggered cameras.
+    gates: &'a HashMap<String, Arc<TriggerGate>>,
 }
 
 /// Starts, per model, a scoring thread fed by its cameras' edges, and a source per camera.
@@ -479,9 +490,9 @@ fn start_streams(
     cameras: &[(&String, &CameraSettings)],
     decide_tx: SyncSender<DecisionInput>,
     streams: &Streams<'_>,
-    tasks: &mut Tasks,
+    (tasks, statuses): (&mut Tasks, &mut HashMap<String, watch::Receiver<SourceStatus>>),
 ) -> Result<(Threads, Threads), DaemonError> {
-    let Streams { cancel, publisher, feeds, slots, board, supervisor, telemetry } = streams;
+    let Streams { cancel, publisher, feeds, slots, board, supervisor, telemetry, gates } = streams;
     let mut sources = Vec::new();
     let mut scoring = Vec::new();
     for (name, model) in models {
@@ -496,6 +507,7 @@ fn start_streams(
                 width: w as u32,
                 height: h as u32,
                 stall_timeout: cam.stall_timeout,
+                gate: gates.get(id.as_str()).cloned(),
             };
             let (tx, rx) =
                 edge_with_signal(cam.queue.get(), source_settings.overflow(), Some(signal.clone()));
@@ -507,6 +519,7 @@ fn start_streams(
                 Ok(())
             })?);
             board.add_camera(id, &name, status_rx.clone());
+            statuses.insert(id.to_string(), status_rx.clone());
             inputs.push(rx);
             let (_, scored, model_name) = feeds.iter().find(|(c, _, _)| c == *id).expect("feed per camera");
             let feed = CameraStatusFeed {
@@ -543,7 +556,9 @@ fn start_streams(
 
 /// Stops the sources and waits, until `deadline`, for each stage to drain in order.
 async fn drain(running: Running, deadline: Instant) {
-    let Running { cancel, sources, scoring, decide, commands, status, decide_tx, supervisor, .. } = running;
+    let Running {
+        cancel, sources, scoring, decide, commands, stations, status, decide_tx, supervisor, ..
+    } = running;
     cancel.cancel();
     drop(decide_tx);
     join_all("sources", sources, deadline, &supervisor).await;
@@ -551,6 +566,13 @@ async fn drain(running: Running, deadline: Instant) {
     // The command forwarder holds a sender of the decision channel; stop it so the channel closes.
     commands.abort();
     join_all("decisions", vec![decide], deadline, &supervisor).await;
+    if let Some(stations) = stations {
+        // It answers any open part (`timeout`) once the decision thread let go of its channel.
+        let left = deadline.saturating_duration_since(Instant::now());
+        if tokio::time::timeout(left, stations.finished_ref()).await.is_err() {
+            stations.abort();
+        }
+    }
     let left = deadline.saturating_duration_since(Instant::now());
     let all = async {
         for task in &status {

@@ -1,6 +1,7 @@
 //! Running as a service: the daemon's wiring and lifecycle.
 
 pub mod board;
+mod commands;
 pub mod daemon;
 mod endpoints;
 pub mod health;

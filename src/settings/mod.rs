@@ -10,6 +10,7 @@ use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::config::types::CameraMode;
 use crate::config::{self, CameraConfig, Config, ConfigError, Parsed, Problem};
 use crate::model::runtime::{Provider, RuntimeSettings};
 use crate::publish::MqttSettings;
@@ -29,6 +30,16 @@ pub struct Settings {
     pub models: BTreeMap<String, ModelSettings>,
     /// Enabled cameras only.
     pub cameras: BTreeMap<String, CameraSettings>,
+    /// Every station: the configured ones, plus one per triggered camera in none (named
+    /// after the camera).
+    pub stations: BTreeMap<String, StationSettings>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StationSettings {
+    pub cameras: Vec<String>,
+    /// From the trigger to the part result; then the part is `timeout`.
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -57,6 +68,8 @@ pub struct CameraSettings {
     pub stall_timeout: Duration,
     /// Shortest time between two evidence saves of NG frames.
     pub evidence_interval: Duration,
+    /// `trigger.timeout_s` of a triggered camera.
+    pub trigger_timeout: Duration,
 }
 
 /// Longest duration any setting may have: far beyond any sensible value, and small enough
@@ -138,6 +151,11 @@ impl Settings {
                         cam.evidence.min_interval_s,
                         0.0,
                     ),
+                    trigger_timeout: p.seconds(
+                        &format!("{key}.trigger.timeout_s"),
+                        cam.trigger.timeout_s,
+                        0.01,
+                    ),
                 };
                 if cam.threshold.is_some_and(|t| !t.is_finite()) {
                     p.push(format!("{key}.threshold"), "must be a finite number");
@@ -145,6 +163,7 @@ impl Settings {
                 (id.clone(), settings)
             })
             .collect();
+        let stations = stations(c, &cameras, &mut p);
         for problem in validate::validate(c) {
             p.push(problem.key, problem.message);
         }
@@ -157,10 +176,44 @@ impl Settings {
                 status_interval,
                 models,
                 cameras,
+                stations,
             }),
             _ => Err(ConfigError { file: file.to_path_buf(), problems: p.0 }),
         }
     }
+}
+
+/// The configured stations and one per triggered camera outside them. Membership is checked
+/// in `validate`.
+fn stations(
+    c: &Config,
+    cameras: &BTreeMap<String, CameraSettings>,
+    p: &mut Problems,
+) -> BTreeMap<String, StationSettings> {
+    let longest = |members: &[String]| {
+        members.iter().filter_map(|m| cameras.get(m)).map(|cam| cam.trigger_timeout).max().unwrap_or_default()
+    };
+    let mut out: BTreeMap<String, StationSettings> = c
+        .stations
+        .iter()
+        .map(|(id, s)| {
+            let timeout = match s.timeout_s {
+                Some(t) => p.seconds(&format!("stations.{id}.timeout_s"), t, 0.01),
+                None => longest(&s.cameras),
+            };
+            (id.clone(), StationSettings { cameras: s.cameras.clone(), timeout })
+        })
+        .collect();
+    for (id, cam) in cameras {
+        let triggered = cam.config.mode == CameraMode::Triggered;
+        if triggered && !c.stations.values().any(|s| s.cameras.contains(id)) {
+            out.insert(
+                id.clone(),
+                StationSettings { cameras: vec![id.clone()], timeout: cam.trigger_timeout },
+            );
+        }
+    }
+    out
 }
 
 /// Providers in the configured order, with every required one in the try-list: a required

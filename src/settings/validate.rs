@@ -2,6 +2,7 @@
 //! MQTT topic segments, files that must exist. Every problem is collected, not just the first.
 //! Numbers are checked where `Settings::from_config` converts them.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use crate::config::types::*;
@@ -35,7 +36,43 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     for (id, cam) in &c.cameras {
         camera(&mut p, c, id, cam);
     }
+    stations(&mut p, c);
     p
+}
+
+/// Station members must be enabled, triggered cameras, each in one station; a station id
+/// shares the topic level of camera ids, so it must not be another camera's id.
+fn stations(p: &mut Vec<Problem>, c: &Config) {
+    let mut member_of: BTreeMap<&str, &str> = BTreeMap::new();
+    for (station, s) in &c.stations {
+        let key = format!("stations.{station}");
+        check_id(p, &key, station);
+        if s.cameras.is_empty() {
+            p.push(Problem::new(format!("{key}.cameras"), "a station needs at least one camera"));
+        }
+        if c.cameras.contains_key(station) && !s.cameras.iter().any(|m| m == station) {
+            p.push(Problem::new(
+                key.clone(),
+                format!("'{station}' is the id of a camera outside this station; topics would clash"),
+            ));
+        }
+        for member in &s.cameras {
+            let cam = c.cameras.get(member);
+            let problem = match cam {
+                None => Some(format!("no camera named '{member}'")),
+                Some(cam) if !cam.enabled => Some(format!("camera '{member}' is disabled")),
+                Some(cam) if cam.mode != CameraMode::Triggered => {
+                    Some(format!("camera '{member}' needs mode = \"triggered\" to be in a station"))
+                }
+                Some(_) => member_of
+                    .insert(member, station)
+                    .map(|other| format!("camera '{member}' is already in station '{other}'")),
+            };
+            if let Some(message) = problem {
+                p.push(Problem::new(format!("{key}.cameras"), message));
+            }
+        }
+    }
 }
 
 fn check_id(p: &mut Vec<Problem>, key: &str, id: &str) {
@@ -118,5 +155,15 @@ fn camera(p: &mut Vec<Problem>, c: &Config, id: &str, cam: &CameraConfig) {
     }
     for message in crate::source::validate(&cam.source, cam.roi) {
         p.push(Problem::new(key("source"), message));
+    }
+    let camera_input = matches!(cam.source, SourceConfig::Gige(_) | SourceConfig::Usb3vision(_));
+    if cam.mode == CameraMode::Triggered && cam.trigger.input == TriggerInput::Line && !camera_input {
+        p.push(Problem::new(
+            key("trigger.input"),
+            format!(
+                "a {} source has no trigger line; use input = \"software\" (the next frame after a trigger)",
+                cam.source.kind()
+            ),
+        ));
     }
 }

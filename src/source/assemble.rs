@@ -173,7 +173,15 @@ mod tests {
 
     fn settings(camera: &str, source: SourceConfig) -> SourceSettings {
         let stall_timeout = crate::source::DEFAULT_STALL_TIMEOUT;
-        SourceSettings { camera: Arc::from(camera), source, roi: None, width: 32, height: 24, stall_timeout }
+        SourceSettings {
+            camera: Arc::from(camera),
+            source,
+            roi: None,
+            width: 32,
+            height: 24,
+            stall_timeout,
+            gate: None,
+        }
     }
 
     fn scratch(name: &str, contents: &str) -> std::path::PathBuf {

@@ -30,6 +30,7 @@ pub(crate) fn to_frame(sample: &gst::Sample, camera: &Arc<str>, seq: u64) -> Res
         rgb,
         width: info.width(),
         height: info.height(),
+        part: None,
     })
 }
 

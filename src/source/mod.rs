@@ -33,6 +33,7 @@ pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 use crate::config::types::{Roi, SourceConfig};
 use crate::flow::edge::Overflow;
+use crate::flow::trigger::TriggerGate;
 
 pub use camera::{run, spawn, thread_name};
 pub use error::SourceError;
@@ -56,9 +57,17 @@ pub struct SourceSettings {
     /// A live source that delivers no frame for this long is failed and rebuilt (files and
     /// non-live pipelines are never stalled: they wait for their consumer).
     pub stall_timeout: Duration,
+    /// A triggered camera's gate: only the first frame after each trigger is scored.
+    pub gate: Option<Arc<TriggerGate>>,
 }
 
 impl SourceSettings {
+    /// A triggered GigE / USB3 Vision camera sends frames only when fired, so silence
+    /// between triggers is no fault.
+    pub fn fired_by_trigger(&self) -> bool {
+        self.gate.is_some() && matches!(self.source, SourceConfig::Gige(_) | SourceConfig::Usb3vision(_))
+    }
+
     /// The overflow policy the frame edge of this source must use: live sources drop the
     /// oldest frame when scoring falls behind, files wait so no frame is lost.
     pub fn overflow(&self) -> Overflow {

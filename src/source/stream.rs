@@ -6,7 +6,7 @@
 //! never run on a GStreamer streaming thread.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -140,7 +140,7 @@ impl Feed {
 
     /// How long a live source has been silent, once that is longer than it may be.
     fn silent_for(&self, last_frame: Instant) -> Option<Duration> {
-        if !self.settings.reconnects() {
+        if !self.settings.reconnects() || self.settings.fired_by_trigger() {
             return None;
         }
         let allowed = match self.delivered {
@@ -172,9 +172,22 @@ impl Feed {
         }
     }
 
-    /// Converts a sample and pushes it to the edge. `Err` ends the pipeline's run.
+    /// Converts a sample and pushes it to the edge; a triggered camera's frame only when
+    /// its gate lets it through. `Err` ends the pipeline's run.
     fn deliver(&mut self, sample: &gst::Sample) -> Result<(), Outcome> {
-        let frame = to_frame(sample, &self.settings.camera, self.seq).map_err(|reason| {
+        let seq = self.seq;
+        self.seq += 1;
+        let part = match &self.settings.gate {
+            Some(gate) => match gate.take(SystemTime::now()) {
+                Some(part) => Some(part),
+                None => {
+                    self.delivered_one(SystemTime::now());
+                    return Ok(());
+                }
+            },
+            None => None,
+        };
+        let mut frame = to_frame(sample, &self.settings.camera, seq).map_err(|reason| {
             Outcome::Failed(SourceError::Element {
                 camera: self.camera(),
                 element: format!("/GstPipeline:{}/GstAppSink:sink", self.settings.camera),
@@ -182,13 +195,19 @@ impl Feed {
                 debug: None,
             })
         })?;
-        self.seq += 1;
+        frame.part = part;
         let captured_at = frame.captured_at;
         let pushed = self.frames.push(frame);
         if pushed == Pushed::Closed {
             return Err(Outcome::Closed);
         }
         self.queue.pushed(&self.settings.camera, &pushed, &self.telemetry);
+        self.delivered_one(captured_at);
+        Ok(())
+    }
+
+    /// Counts a frame the source delivered (scored or stopped at the trigger gate).
+    fn delivered_one(&mut self, captured_at: SystemTime) {
         self.captured.inc();
         self.delivered += 1;
         self.status.frame(captured_at);
@@ -197,7 +216,6 @@ impl Feed {
             self.status.set(SourceState::Streaming, None);
             tracing::info!(camera = %self.settings.camera, "Source streaming.");
         }
-        Ok(())
     }
 
     /// How long the current pipeline has been delivering frames.
