@@ -43,6 +43,8 @@
 //! - [`train`], [`eval`], [`synth`]: fitting, metrics, synthetic defect data.
 //! - [`config`] (as written) and [`settings`] (checked and converted, once), [`source`], [`pipeline`], [`decision`], [`publish`], [`evidence`]: the daemon.
 //! - [`station`]: triggered inspection: stations, parts, deadlines, the ready handshake.
+//! - [`sparkplug`]: optional Sparkplug B edge node (cameras as devices, births, report by
+//!   exception, rebirth, threshold and acknowledge commands) on its own MQTT connection.
 //! - [`flow`]: frames, edges, verdicts and the model identity: the leaf types below the stages.
 //! - [`telemetry`]: typed internal events (drops, errors, alarms, reloads) that log and count.
 //! - [`cli`]: the command line; `main.rs` only calls it.
@@ -66,6 +68,7 @@ pub mod service;
 pub mod settings;
 pub mod source;
 pub mod station;
+pub mod sparkplug;
 pub mod synth;
 pub mod telemetry;
 pub mod train;
