@@ -329,3 +329,72 @@ fn a_knn_window_out_of_range_is_named_and_one_in_range_is_kept() {
     let s = Settings::from_toml(&text, Path::new("w.toml")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(s.models["m"].knn_window, Some(8));
 }
+
+#[test]
+fn stations_triggers_and_sparkplug_are_checked_together() {
+    let base = r#"
+        [node]
+        id = "n1"
+        [models.m]
+        path = "/x"
+        [cameras.a]
+        model = "m"
+        mode = "triggered"
+        trigger = { input = "line" }
+        [cameras.a.source]
+        kind = "test"
+        [cameras.b]
+        model = "m"
+        [cameras.b.source]
+        kind = "test"
+        [cameras.c]
+        model = "m"
+        mode = "triggered"
+        trigger = { timeout_s = 0.5 }
+        [cameras.c.source]
+        kind = "test"
+        [stations.b]
+        cameras = ["a", "ghost"]
+        [stations.s2]
+        cameras = ["b", "a"]
+        [sparkplug]
+        group_id = "line/3"
+    "#;
+    let file = Path::new("/etc/inspectd/inspectd.toml");
+    let err = Settings::from_toml(base, file).expect_err("bad stations");
+    let shown = err.to_string();
+    for expected in [
+        "cameras.a.trigger.input: a test source has no trigger line",
+        "stations.b: 'b' is the id of a camera outside this station",
+        "stations.b.cameras: no camera named 'ghost'",
+        "stations.s2.cameras: camera 'b' needs mode = \"triggered\"",
+        "sparkplug.group_id",
+    ] {
+        assert!(shown.contains(expected), "{expected}\n{shown}");
+    }
+    // A triggered camera in no station is its own station, with its own deadline.
+    let good = r#"
+        [node]
+        id = "n1"
+        [models.m]
+        path = "/x"
+        [cameras.c]
+        model = "m"
+        mode = "triggered"
+        trigger = { timeout_s = 0.5 }
+        [cameras.c.source]
+        kind = "test"
+        [cameras.d]
+        model = "m"
+        mode = "triggered"
+        [cameras.d.source]
+        kind = "test"
+        [stations.pair]
+        cameras = ["d"]
+        timeout_s = 3
+    "#;
+    let s = Settings::from_toml(good, file).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.stations.keys().collect::<Vec<_>>(), ["c", "pair"]);
+    assert_eq!(s.stations["c"].timeout, std::time::Duration::from_millis(500));
+    assert_eq!(s.stations["pair"].timeout, std::time::Duration::from_secs(3));
+}

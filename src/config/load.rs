@@ -136,12 +136,12 @@ fn from_value(v: &Value) -> Result<Config, Vec<Problem>> {
     let empty = Value::Object(Default::default());
     let obj = v.as_object().cloned().unwrap_or_default();
     for key in obj.keys() {
-        if !["node", "runtime", "mqtt", "evidence", "http", "models", "cameras", "stations"]
+        if !["node", "runtime", "mqtt", "evidence", "http", "models", "cameras", "stations", "sparkplug"]
             .contains(&key.as_str())
         {
             problems.push(Problem::new(
                 key.clone(),
-                "unknown section (expected node, runtime, mqtt, evidence, http, models, cameras, stations)",
+                "unknown section (expected node, runtime, mqtt, evidence, http, models, cameras, stations, sparkplug)",
             ));
         }
     }
@@ -157,7 +157,11 @@ fn from_value(v: &Value) -> Result<Config, Vec<Problem>> {
         None => Some(BTreeMap::new()),
         some => table::<StationConfig>("stations", some, &mut problems),
     };
-    match (node, runtime, mqtt, evidence, http, models, cameras, stations) {
+    let sparkplug = match obj.get("sparkplug") {
+        None => Some(None),
+        Some(v) => part::<SparkplugConfig>("sparkplug", v.clone(), &mut problems).map(Some),
+    };
+    match (node, runtime, mqtt, evidence, http, models, cameras, stations, sparkplug) {
         (
             Some(node),
             Some(runtime),
@@ -167,8 +171,9 @@ fn from_value(v: &Value) -> Result<Config, Vec<Problem>> {
             Some(models),
             Some(cameras),
             Some(stations),
+            Some(sparkplug),
         ) if problems.is_empty() => {
-            Ok(Config { node, runtime, mqtt, evidence, http, models, cameras, stations })
+            Ok(Config { node, runtime, mqtt, evidence, http, models, cameras, stations, sparkplug })
         }
         _ => Err(problems),
     }

@@ -28,6 +28,26 @@ pub struct Config {
     /// one part verdict combines theirs. A triggered camera in no station is its own.
     #[serde(default)]
     pub stations: BTreeMap<String, StationConfig>,
+    /// The optional Sparkplug B edge node (`crate::sparkplug`).
+    #[serde(default)]
+    pub sparkplug: Option<SparkplugConfig>,
+}
+
+/// The `[sparkplug]` table. Its presence turns the edge node on, unless `enabled = false`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SparkplugConfig {
+    #[serde(default = "enabled_by_default")]
+    pub enabled: bool,
+    /// The Sparkplug group, the second topic level; hosts group edge nodes by it.
+    pub group_id: String,
+    /// The edge node id, the fourth topic level; defaults to `node.id`.
+    #[serde(default)]
+    pub edge_node_id: Option<String>,
+}
+
+const fn enabled_by_default() -> bool {
+    true
 }
 
 /// `[stations.ID]`.

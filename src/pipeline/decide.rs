@@ -50,6 +50,29 @@ pub struct CameraOutputs {
     pub metrics: Option<crate::telemetry::CameraMetrics>,
 }
 
+/// The latest decision of each camera, for consumers that sample it (the Sparkplug edge
+/// node) instead of following every frame.
+#[derive(Debug, Default)]
+pub struct LatestDecisions(std::sync::Mutex<HashMap<String, Latest>>);
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Latest {
+    pub verdict: Verdict,
+    pub score: f32,
+    pub threshold: f32,
+    pub alarm_active: bool,
+}
+
+impl LatestDecisions {
+    pub fn get(&self, camera: &str) -> Option<Latest> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(camera).copied()
+    }
+
+    fn set(&self, camera: &str, latest: Latest) {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(camera.to_string(), latest);
+    }
+}
+
 /// Counters for metrics.
 #[derive(Debug, Default)]
 pub struct DecisionStats {
@@ -68,6 +91,7 @@ pub struct DecisionStage {
     pub thresholds: Option<ThresholdStore>,
     /// Where triggered cameras' verdicts go; `None` without triggered cameras.
     pub parts: Option<tokio::sync::mpsc::Sender<StationInput>>,
+    pub latest: Arc<LatestDecisions>,
 }
 
 impl DecisionStage {
@@ -134,6 +158,12 @@ impl DecisionStage {
                 f.scored_at.duration_since(f.frame.captured_at).unwrap_or_default(),
             );
         }
+        let alarm_active = cam.decision.state().active;
+        let d = &j.decision;
+        self.latest.set(
+            &camera,
+            Latest { verdict: d.verdict, score: d.score, threshold: d.threshold, alarm_active },
+        );
         let evidence = self.outputs.apply(&camera, &camera, &f, &j);
         if let (Some(tag), Some(parts)) = (&f.frame.part, &self.parts) {
             let observation = observation(&camera, tag, &f, &j.decision, evidence);

@@ -17,7 +17,9 @@ use tracing::{error, info, warn};
 use super::board::HealthBoard;
 use super::commands;
 use super::endpoints::Service;
+use super::models::{load_model, load_models, LoadedModel};
 use super::reload::{self, ReloadError};
+use super::sparkplug;
 use super::status::{report_camera_status, CameraStatusFeed};
 use crate::config::types::CameraConfig;
 use crate::decision::{thresholds, CameraDecision};
@@ -25,15 +27,15 @@ use crate::evidence::{EvidenceLimiter, EvidenceStore};
 use crate::flow::edge::{edge_with_signal, EdgeReceiver, Signal};
 use crate::flow::frame::Frame;
 use crate::flow::trigger::TriggerGate;
-use crate::model::bundle::{Bundle, BundleError};
+use crate::model::bundle::BundleError;
 use crate::model::runtime::{Runtime, RuntimeError};
-use crate::model::scorer::{ScoreError, Scorer, ScorerOptions};
-use crate::pipeline::decide::{CameraOutputs, DecisionInput, DecisionStage, DecisionStats};
+use crate::model::scorer::ScoreError;
+use crate::pipeline::decide::{CameraOutputs, DecisionInput, DecisionStage, DecisionStats, LatestDecisions};
 use crate::pipeline::judge::Outputs;
 use crate::pipeline::scoring::{Batching, ModelIdentity, ModelSwap, ScoringStage, ScoringStats, SwapSlot};
 use crate::pipeline::thresholds::ThresholdStore;
 use crate::publish::{InboundStream, MqttPublisher, PublishError};
-use crate::settings::{CameraSettings, ModelSettings, Settings};
+use crate::settings::{CameraSettings, Settings};
 use crate::source::{self, SourceSettings, SourceStatus};
 use crate::telemetry::{Event, Reload, Telemetry};
 use crate::util::supervise::{Exit, Lifetime, Supervisor, TaskHandle};
@@ -96,13 +98,6 @@ impl DaemonError {
     }
 }
 
-/// A loaded model, ready for its scoring thread.
-pub(crate) struct LoadedModel {
-    pub identity: Arc<ModelIdentity>,
-    pub bundle: Bundle,
-    pub scorer: Scorer,
-}
-
 /// A running model, as a reload sees it.
 pub(crate) struct ModelSlot {
     pub swap: SwapSlot,
@@ -126,6 +121,8 @@ pub(crate) struct Running {
     commands: TaskHandle,
     /// The station task of triggered cameras; ends after the decision thread.
     stations: Option<TaskHandle>,
+    /// The Sparkplug B edge node, when configured; its NDEATH goes out after the drain.
+    sparkplug: Option<sparkplug::Sparkplug>,
     /// Camera status reporters; each ends after publishing its source's final state.
     status: Tasks,
     /// Every thread and task above is started through it.
@@ -287,49 +284,6 @@ async fn apply_reload(file: &Path, running: &mut Running, runtime: &Runtime) -> 
     Ok(plan.summary())
 }
 
-/// Loads and warms up every model off the async threads.
-async fn load_models(
-    runtime: &Runtime,
-    models: &BTreeMap<String, ModelSettings>,
-) -> Result<HashMap<String, LoadedModel>, DaemonError> {
-    let mut loaded = HashMap::new();
-    for (name, m) in models {
-        let (rt, path, n, window) = (runtime.clone(), m.path.clone(), name.clone(), m.knn_window);
-        let model = tokio::task::spawn_blocking(move || load_model(&rt, &n, path, window))
-            .await
-            .map_err(|e| DaemonError::Thread(std::io::Error::other(e.to_string())))??;
-        info!(
-            model = %name,
-            id = %model.identity.id,
-            provider = %model.scorer.provider(),
-            knn = ?model.scorer.knn_path(),
-            knn_window = ?m.knn_window,
-            "Model loaded and warmed up."
-        );
-        loaded.insert(name.clone(), model);
-    }
-    Ok(loaded)
-}
-
-pub(crate) fn load_model(
-    runtime: &Runtime,
-    name: &str,
-    path: PathBuf,
-    knn_window: Option<usize>,
-) -> Result<LoadedModel, DaemonError> {
-    let bundle = Bundle::load(&path).map_err(|source| DaemonError::Bundle { name: name.into(), source })?;
-    let options = ScorerOptions { knn_window, ..ScorerOptions::default() };
-    let scorer = Scorer::with_options(runtime, &bundle, options)
-        .map_err(|source| DaemonError::Score { name: name.into(), source })?;
-    let identity = Arc::new(ModelIdentity {
-        name: name.to_string(),
-        id: bundle.manifest.model.id.clone(),
-        sha: bundle.short_sha().to_string(),
-        threshold: bundle.manifest.threshold.clone(),
-    });
-    Ok(LoadedModel { identity, bundle, scorer })
-}
-
 /// Wires and starts every stage.
 fn start(
     settings: Settings,
@@ -371,6 +325,7 @@ fn start(
     let decision_stats = Arc::new(DecisionStats::default());
     svc.board.set_decisions(decision_stats.clone());
     let gates = commands::gates(&settings);
+    let latest = Arc::new(LatestDecisions::default());
     let (station_tx, station_rx) = commands::station_channel(&settings);
     let mut stage = DecisionStage {
         cameras: outputs,
@@ -385,6 +340,7 @@ fn start(
         },
         thresholds: Some(thresholds),
         parts: station_tx.clone(),
+        latest: latest.clone(),
     };
     stage.restore_thresholds();
     stage.publish_initial_states();
@@ -411,6 +367,9 @@ fn start(
         &streams,
         (&mut status, &mut statuses),
     )?;
+    let sources_of =
+        sparkplug::Sources { latest, statuses: statuses.clone(), telemetry: svc.telemetry.clone() };
+    let sparkplug = sparkplug::start(&settings, sources_of, decide_tx.clone(), &supervisor);
     let stations =
         commands::start_stations(&supervisor, &settings, gates, statuses, publisher.handle(), station_rx);
     Ok(Running {
@@ -423,6 +382,7 @@ fn start(
         decide,
         commands,
         stations,
+        sparkplug,
         status,
         supervisor,
     })
@@ -557,7 +517,17 @@ fn start_streams(
 /// Stops the sources and waits, until `deadline`, for each stage to drain in order.
 async fn drain(running: Running, deadline: Instant) {
     let Running {
-        cancel, sources, scoring, decide, commands, stations, status, decide_tx, supervisor, ..
+        cancel,
+        sources,
+        scoring,
+        decide,
+        commands,
+        stations,
+        sparkplug,
+        status,
+        decide_tx,
+        supervisor,
+        ..
     } = running;
     cancel.cancel();
     drop(decide_tx);
@@ -582,6 +552,9 @@ async fn drain(running: Running, deadline: Instant) {
     if tokio::time::timeout(left, all).await.is_err() {
         warn!(running = %supervisor.running().join(", "), "Shutdown deadline passed; camera status reporters aborted.");
         status.iter().for_each(TaskHandle::abort);
+    }
+    if let Some(sparkplug) = sparkplug {
+        sparkplug.shutdown().await;
     }
 }
 

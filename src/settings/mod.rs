@@ -14,6 +14,7 @@ use crate::config::types::CameraMode;
 use crate::config::{self, CameraConfig, Config, ConfigError, Parsed, Problem};
 use crate::model::runtime::{Provider, RuntimeSettings};
 use crate::publish::MqttSettings;
+use crate::sparkplug::SparkplugSettings;
 
 pub mod validate;
 
@@ -33,6 +34,8 @@ pub struct Settings {
     /// Every station: the configured ones, plus one per triggered camera in none (named
     /// after the camera).
     pub stations: BTreeMap<String, StationSettings>,
+    /// The Sparkplug B edge node, when `[sparkplug]` is there and enabled.
+    pub sparkplug: Option<SparkplugSettings>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -116,6 +119,7 @@ impl Settings {
                 }
             })
             .ok();
+        let sparkplug = sparkplug(c, mqtt.as_ref(), &mut p);
         let models = c
             .models
             .iter()
@@ -177,8 +181,25 @@ impl Settings {
                 models,
                 cameras,
                 stations,
+                sparkplug,
             }),
             _ => Err(ConfigError { file: file.to_path_buf(), problems: p.0 }),
+        }
+    }
+}
+
+/// `[sparkplug]`, converted when present and enabled (it reuses `[mqtt]`'s connection).
+fn sparkplug(c: &Config, mqtt: Option<&MqttSettings>, p: &mut Problems) -> Option<SparkplugSettings> {
+    let cfg = c.sparkplug.as_ref().filter(|s| s.enabled)?;
+    match SparkplugSettings::new(cfg, &c.node.id, mqtt?) {
+        Ok(settings) => Some(settings),
+        Err(errors) => {
+            for e in errors {
+                let key = e.config_key();
+                let shown = e.to_string();
+                p.push(key.clone(), shown.strip_prefix(&format!("{key}: ")).unwrap_or(&shown).to_string());
+            }
+            None
         }
     }
 }

@@ -9,28 +9,10 @@
 //! # enabled = false              # keep the table, turn the edge node off
 //! ```
 
-use rumqttc::MqttOptions;
-use serde::{Deserialize, Serialize};
-
+pub use crate::config::types::SparkplugConfig;
 use crate::publish::MqttSettings;
 use crate::sparkplug::topics::{check_id, Topics};
-
-/// The `[sparkplug]` table. Its presence turns the edge node on, unless `enabled = false`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SparkplugConfig {
-    #[serde(default = "enabled_by_default")]
-    pub enabled: bool,
-    /// The Sparkplug group, the second topic level; hosts group edge nodes by it.
-    pub group_id: String,
-    /// The edge node id, the fourth topic level; defaults to `node.id`.
-    #[serde(default)]
-    pub edge_node_id: Option<String>,
-}
-
-const fn enabled_by_default() -> bool {
-    true
-}
+use rumqttc::MqttOptions;
 
 /// A `[sparkplug]` value that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

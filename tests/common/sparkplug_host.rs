@@ -1,6 +1,7 @@
 //! A Sparkplug B host application for the edge node tests: a plain rumqttc client subscribed
 //! to `spBv1.0/#` that decodes every payload with the edge node's own prost types and records
 //! what arrives, in order, for the test to check.
+#![allow(dead_code)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;

@@ -1,0 +1,65 @@
+//! Loading model bundles for the daemon (at start and on reload): verified, the scorer
+//! built and warmed up, off the async threads.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tracing::info;
+
+use super::daemon::DaemonError;
+use crate::model::bundle::Bundle;
+use crate::model::runtime::Runtime;
+use crate::model::scorer::{Scorer, ScorerOptions};
+use crate::pipeline::scoring::ModelIdentity;
+use crate::settings::ModelSettings;
+
+/// A loaded model, ready for its scoring thread.
+pub(crate) struct LoadedModel {
+    pub identity: Arc<ModelIdentity>,
+    pub bundle: Bundle,
+    pub scorer: Scorer,
+}
+
+/// Loads and warms up every model off the async threads.
+pub(crate) async fn load_models(
+    runtime: &Runtime,
+    models: &BTreeMap<String, ModelSettings>,
+) -> Result<HashMap<String, LoadedModel>, DaemonError> {
+    let mut loaded = HashMap::new();
+    for (name, m) in models {
+        let (rt, path, n, window) = (runtime.clone(), m.path.clone(), name.clone(), m.knn_window);
+        let model = tokio::task::spawn_blocking(move || load_model(&rt, &n, path, window))
+            .await
+            .map_err(|e| DaemonError::Thread(std::io::Error::other(e.to_string())))??;
+        info!(
+            model = %name,
+            id = %model.identity.id,
+            provider = %model.scorer.provider(),
+            knn = ?model.scorer.knn_path(),
+            knn_window = ?m.knn_window,
+            "Model loaded and warmed up."
+        );
+        loaded.insert(name.clone(), model);
+    }
+    Ok(loaded)
+}
+
+pub(crate) fn load_model(
+    runtime: &Runtime,
+    name: &str,
+    path: PathBuf,
+    knn_window: Option<usize>,
+) -> Result<LoadedModel, DaemonError> {
+    let bundle = Bundle::load(&path).map_err(|source| DaemonError::Bundle { name: name.into(), source })?;
+    let options = ScorerOptions { knn_window, ..ScorerOptions::default() };
+    let scorer = Scorer::with_options(runtime, &bundle, options)
+        .map_err(|source| DaemonError::Score { name: name.into(), source })?;
+    let identity = Arc::new(ModelIdentity {
+        name: name.to_string(),
+        id: bundle.manifest.model.id.clone(),
+        sha: bundle.short_sha().to_string(),
+        threshold: bundle.manifest.threshold.clone(),
+    });
+    Ok(LoadedModel { identity, bundle, scorer })
+}
