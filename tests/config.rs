@@ -398,3 +398,38 @@ fn stations_triggers_and_sparkplug_are_checked_together() {
     assert_eq!(s.stations["c"].timeout, std::time::Duration::from_millis(500));
     assert_eq!(s.stations["pair"].timeout, std::time::Duration::from_secs(3));
 }
+
+#[test]
+fn genicam_settings_are_checked_before_any_camera_is_opened() {
+    let text = r#"
+        [node]
+        id = "n1"
+        [models.m]
+        path = "/x"
+        [cameras.g]
+        model = "m"
+        mode = "triggered"
+        trigger = { activation = "rising edge" }
+        [cameras.g.source]
+        kind = "gige"
+        features = { "Bad Name" = 1, Gain = "very high", ExposureAuto = "Off" }
+        [cameras.u]
+        model = "m"
+        [cameras.u.source]
+        kind = "usb3vision"
+        camera = "cam-u"
+        packet_size = 9000
+    "#;
+    let err = Settings::from_toml(text, Path::new("/etc/inspectd/inspectd.toml"))
+        .expect_err("bad GenICam settings");
+    let shown = err.to_string();
+    for expected in [
+        "'Bad Name' is not a GenICam feature name",
+        "source.features.Gain: 'very high' is not an enumeration entry name",
+        "cameras.g.source.camera: GenICam settings need the camera's name",
+        "cameras.g.trigger.activation: must be a GenICam entry name",
+        "GigE only",
+    ] {
+        assert!(shown.contains(expected), "{expected}\n{shown}");
+    }
+}

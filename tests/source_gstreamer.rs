@@ -188,7 +188,7 @@ fn a_live_source_that_goes_silent_without_an_error_is_rebuilt_after_its_stall_ti
         width: 16,
         height: 16,
         stall_timeout: Duration::from_secs(1),
-        gate: None,
+        trigger: None,
     };
     let mut running = gst::start_settings(settings, 64);
     let _quiet = send_jpegs(port, 10);

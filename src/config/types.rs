@@ -365,7 +365,7 @@ pub enum CameraMode {
 }
 
 /// `[cameras.ID.trigger]`: how a triggered camera is fired.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerConfig {
     /// `software`: an MQTT trigger fires the camera (GenICam TriggerSoftware on GigE/USB3
@@ -376,11 +376,23 @@ pub struct TriggerConfig {
     /// Seconds from the trigger to the part result before it is `timeout`.
     #[serde(default = "default_trigger_timeout_s")]
     pub timeout_s: f64,
+    /// GigE / USB3 Vision with `input = "line"`: the GenICam TriggerSource line (`Line1`).
+    #[serde(default)]
+    pub line: Option<String>,
+    /// GigE / USB3 Vision: GenICam TriggerActivation (`RisingEdge`, `FallingEdge`, ...);
+    /// the camera's own setting when absent.
+    #[serde(default)]
+    pub activation: Option<String>,
 }
 
 impl Default for TriggerConfig {
     fn default() -> Self {
-        TriggerConfig { input: TriggerInput::default(), timeout_s: default_trigger_timeout_s() }
+        TriggerConfig {
+            input: TriggerInput::default(),
+            timeout_s: default_trigger_timeout_s(),
+            line: None,
+            activation: None,
+        }
     }
 }
 
@@ -525,6 +537,53 @@ pub struct AravisSource {
     pub gain_db: Option<f64>,
     #[serde(default)]
     pub fps: Option<f64>,
+    /// GigE only: stream packet size in bytes (GenICam `GevSCPSPacketSize`).
+    #[serde(default)]
+    pub packet_size: Option<i64>,
+    /// GigE only: delay between stream packets in ticks (GenICam `GevSCPD`).
+    #[serde(default)]
+    pub packet_delay: Option<i64>,
+    /// Any other GenICam feature, `Name = value` (a number, true/false, or an enumeration
+    /// entry's name), set before acquisition starts and checked against what the camera
+    /// reports (unknown feature, out of range, not an entry: an error naming the range).
+    #[serde(default)]
+    pub features: BTreeMap<String, FeatureValue>,
+}
+
+impl Default for AravisSource {
+    fn default() -> Self {
+        AravisSource {
+            camera: None,
+            pixel_format: default_pixel_format(),
+            exposure_us: None,
+            gain_db: None,
+            fps: None,
+            packet_size: None,
+            packet_delay: None,
+            features: BTreeMap::new(),
+        }
+    }
+}
+
+/// A GenICam feature value as written in the config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum FeatureValue {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+impl std::fmt::Display for FeatureValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FeatureValue::Bool(b) => write!(f, "{b}"),
+            FeatureValue::Int(i) => write!(f, "{i}"),
+            FeatureValue::Float(x) => write!(f, "{x}"),
+            FeatureValue::Text(t) => write!(f, "{t:?}"),
+        }
+    }
 }
 
 fn default_pixel_format() -> String {

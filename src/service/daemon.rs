@@ -36,7 +36,7 @@ use crate::pipeline::scoring::{Batching, ModelIdentity, ModelSwap, ScoringStage,
 use crate::pipeline::thresholds::ThresholdStore;
 use crate::publish::{InboundStream, MqttPublisher, PublishError};
 use crate::settings::{CameraSettings, Settings};
-use crate::source::{self, SourceSettings, SourceStatus};
+use crate::source::{self, SourceSettings, SourceStatus, Triggered};
 use crate::telemetry::{Event, Reload, Telemetry};
 use crate::util::supervise::{Exit, Lifetime, Supervisor, TaskHandle};
 
@@ -467,7 +467,9 @@ fn start_streams(
                 width: w as u32,
                 height: h as u32,
                 stall_timeout: cam.stall_timeout,
-                gate: gates.get(id.as_str()).cloned(),
+                trigger: gates
+                    .get(id.as_str())
+                    .map(|gate| Triggered { gate: gate.clone(), config: cam.config.trigger.clone() }),
             };
             let (tx, rx) =
                 edge_with_signal(cam.queue.get(), source_settings.overflow(), Some(signal.clone()));

@@ -154,9 +154,29 @@ fn camera(p: &mut Vec<Problem>, c: &Config, id: &str, cam: &CameraConfig) {
         }
     }
     for message in crate::source::validate(&cam.source, cam.roi) {
-        p.push(Problem::new(key("source"), message));
+        // "source.fps: …" becomes key cameras.ID.source.fps, so each problem keeps its own key.
+        match message.split_once(": ").filter(|(k, _)| k.starts_with("source.") && !k.contains(' ')) {
+            Some((k, rest)) => p.push(Problem::new(key(k), rest.to_string())),
+            None => p.push(Problem::new(key("source"), message)),
+        }
     }
     let camera_input = matches!(cam.source, SourceConfig::Gige(_) | SourceConfig::Usb3vision(_));
+    if let SourceConfig::Gige(a) | SourceConfig::Usb3vision(a) = &cam.source {
+        if cam.mode == CameraMode::Triggered && a.camera.is_none() {
+            p.push(Problem::new(
+                key("source.camera"),
+                "a triggered camera needs its name (as aravis lists it) to set its GenICam trigger",
+            ));
+        }
+    }
+    for (k, value) in [("trigger.line", &cam.trigger.line), ("trigger.activation", &cam.trigger.activation)] {
+        if value.as_deref().is_some_and(|v| !crate::source::is_genicam_name(v)) {
+            p.push(Problem::new(
+                key(k),
+                "must be a GenICam entry name (letters, digits, '_'), e.g. Line1 or RisingEdge",
+            ));
+        }
+    }
     if cam.mode == CameraMode::Triggered && cam.trigger.input == TriggerInput::Line && !camera_input {
         p.push(Problem::new(
             key("trigger.input"),

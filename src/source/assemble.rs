@@ -15,6 +15,7 @@ use gstreamer_app as gst_app;
 use crate::config::types::{RtspSource, SourceConfig};
 
 use super::error::SourceError;
+use super::genicam;
 use super::template::launch_string;
 use super::SourceSettings;
 
@@ -28,6 +29,9 @@ pub(crate) struct Assembled {
     pub pipeline: gst::Pipeline,
     pub appsink: gst_app::AppSink,
     pub bus: gst::Bus,
+    /// The aravis camera `aravissrc` opened, when GenICam features were set on it (kept for
+    /// software triggers).
+    pub camera: Option<aravis::Camera>,
 }
 
 impl Drop for Assembled {
@@ -49,12 +53,37 @@ pub(crate) fn assemble(settings: &SourceSettings) -> Result<Assembled, SourceErr
     let pipeline = parse(camera, &launch)?;
     let bus = pipeline.bus().expect("a pipeline always has a bus");
     let appsink = find_appsink(camera, &pipeline)?;
-    let assembled = Assembled { pipeline, appsink, bus };
+    let mut assembled = Assembled { pipeline, appsink, bus, camera: None };
     // Setting aravis' camera-name already opens the camera, so from here on an error must
     // drop `assembled`, which sets the pipeline to Null and closes the camera again.
     set_source_properties(settings, &assembled.pipeline)?;
+    assembled.camera = configure_camera(settings, &assembled.pipeline)?;
     configure_appsink(&assembled.appsink, settings);
     Ok(assembled)
+}
+
+/// GenICam settings of a GigE / USB3 Vision camera, on the camera aravissrc opened.
+fn configure_camera(
+    settings: &SourceSettings,
+    pipeline: &gst::Pipeline,
+) -> Result<Option<aravis::Camera>, SourceError> {
+    let (a, gige) = match &settings.source {
+        SourceConfig::Gige(a) => (a, true),
+        SourceConfig::Usb3vision(a) => (a, false),
+        _ => return Ok(None),
+    };
+    let trigger = settings.trigger.as_ref().map(|t| &t.config);
+    let features = genicam::requested(a, trigger, gige);
+    let typed = a.exposure_us.is_some() || a.gain_db.is_some() || a.fps.is_some();
+    if features.is_empty() && !typed {
+        return Ok(None);
+    }
+    let camera = settings.camera.as_ref();
+    let src = pipeline.by_name("src").ok_or_else(|| SourceError::Build {
+        camera: camera.to_string(),
+        reason: "the template has no element named `src`".to_string(),
+    })?;
+    genicam::configure(camera, &src, a, &features)
 }
 
 fn parse(camera: &str, launch: &str) -> Result<gst::Pipeline, SourceError> {
@@ -180,7 +209,7 @@ mod tests {
             width: 32,
             height: 24,
             stall_timeout,
-            gate: None,
+            trigger: None,
         }
     }
 

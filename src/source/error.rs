@@ -67,6 +67,10 @@ pub enum SourceError {
     File { file: PathBuf, element: String, reason: String },
 
     /// A video file stopped producing frames without an error or its end.
+    /// The camera refused a GenICam setting, or does not have it; the reason names the
+    /// camera's own range or entries.
+    #[error("camera {camera}: GenICam feature {feature} ({key}): {reason}")]
+    Feature { camera: String, feature: String, key: String, reason: String },
     #[error("video {}: no frame for {:.0?}; the decoder stalled", .file.display(), .after)]
     Stalled { file: PathBuf, after: Duration },
 }

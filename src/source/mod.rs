@@ -19,6 +19,7 @@ mod bus;
 mod camera;
 mod convert;
 mod error;
+mod genicam;
 mod reader;
 mod status;
 mod stream;
@@ -31,7 +32,7 @@ use std::time::Duration;
 /// `cameras.*.stall_timeout_s` by default, and for callers without a camera config.
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(5);
 
-use crate::config::types::{Roi, SourceConfig};
+use crate::config::types::{Roi, SourceConfig, TriggerConfig};
 use crate::flow::edge::Overflow;
 use crate::flow::trigger::TriggerGate;
 
@@ -40,7 +41,7 @@ pub use error::SourceError;
 pub use reader::{sample_frames, VideoReader};
 pub use status::{SourceState, SourceStatus};
 pub use template::{launch_string, template};
-pub use validate::{validate, PIXEL_FORMATS, TEST_PATTERNS, V4L2_FORMATS};
+pub use validate::{is_genicam_name, validate, PIXEL_FORMATS, TEST_PATTERNS, V4L2_FORMATS};
 
 /// Everything a camera source needs, resolved once from the config and the model bundle.
 #[derive(Debug, Clone)]
@@ -57,15 +58,23 @@ pub struct SourceSettings {
     /// A live source that delivers no frame for this long is failed and rebuilt (files and
     /// non-live pipelines are never stalled: they wait for their consumer).
     pub stall_timeout: Duration,
-    /// A triggered camera's gate: only the first frame after each trigger is scored.
-    pub gate: Option<Arc<TriggerGate>>,
+    /// A triggered camera: only the first frame after each trigger passes its gate.
+    pub trigger: Option<Triggered>,
+}
+
+/// What a triggered camera's source needs.
+#[derive(Debug, Clone)]
+pub struct Triggered {
+    pub gate: Arc<TriggerGate>,
+    /// How it is fired (GigE / USB3 Vision: the GenICam trigger settings).
+    pub config: TriggerConfig,
 }
 
 impl SourceSettings {
     /// A triggered GigE / USB3 Vision camera sends frames only when fired, so silence
     /// between triggers is no fault.
     pub fn fired_by_trigger(&self) -> bool {
-        self.gate.is_some() && matches!(self.source, SourceConfig::Gige(_) | SourceConfig::Usb3vision(_))
+        self.trigger.is_some() && matches!(self.source, SourceConfig::Gige(_) | SourceConfig::Usb3vision(_))
     }
 
     /// The overflow policy the frame edge of this source must use: live sources drop the

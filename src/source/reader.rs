@@ -64,8 +64,15 @@ impl VideoReader {
         let camera: Arc<str> = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default().into();
         let source = SourceConfig::File(FileSource { path: path.clone(), looping: false, realtime: false });
         let stall_timeout = super::DEFAULT_STALL_TIMEOUT;
-        let settings =
-            SourceSettings { camera: camera.clone(), source, roi, width, height, stall_timeout, gate: None };
+        let settings = SourceSettings {
+            camera: camera.clone(),
+            source,
+            roi,
+            width,
+            height,
+            stall_timeout,
+            trigger: None,
+        };
         let assembled = assemble(&settings)?;
         preroll(&assembled, &path)?;
         let mut reader = VideoReader {

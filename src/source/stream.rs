@@ -5,6 +5,7 @@
 //! so the frame copy and the edge push (which waits when a file feeds a full blocking edge)
 //! never run on a GStreamer streaming thread.
 
+use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -13,6 +14,7 @@ use gstreamer::prelude::*;
 use prometheus_client::metrics::counter::Counter;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::types::TriggerInput;
 use crate::flow::edge::{EdgeSender, Pushed};
 use crate::flow::frame::Frame;
 use crate::telemetry::{QueueWatch, Telemetry};
@@ -21,12 +23,16 @@ use super::assemble::{assemble, Assembled};
 use super::bus::{self, BusEvent, Failure};
 use super::convert::to_frame;
 use super::error::SourceError;
+use super::genicam;
 use super::status::{SourceState, StatusReporter};
 use super::SourceSettings;
 
 /// How long one pull waits for a frame before the bus and the shutdown token are checked again;
 /// this bounds how late a shutdown is noticed.
 const PULL_WAIT: gst::ClockTime = gst::ClockTime::from_mseconds(50);
+/// How long a software-triggered camera's loop waits for a frame before it looks for trigger
+/// requests again.
+const FIRE_POLL: gst::ClockTime = gst::ClockTime::from_mseconds(2);
 
 /// The least time a fresh live pipeline gets to deliver its first frame (connecting to an RTSP
 /// server or a GigE camera takes seconds), whatever the stall timeout.
@@ -106,15 +112,48 @@ impl Feed {
             };
             return (Outcome::Failed(error), Some(assembled));
         }
-        (self.pump(&assembled), Some(assembled))
+        let fires = self.install_fire(&assembled);
+        let outcome = self.pump(&assembled, fires.as_ref());
+        if let Some(t) = &self.settings.trigger {
+            t.gate.set_fire(None);
+        }
+        (outcome, Some(assembled))
     }
 
-    fn pump(&mut self, assembled: &Assembled) -> Outcome {
+    /// A software-triggered GigE / USB3 Vision camera is fired from this thread, which owns
+    /// the aravis camera (it may not cross threads): arming the gate only queues a request.
+    fn install_fire(&self, assembled: &Assembled) -> Option<Receiver<()>> {
+        let trigger = self.settings.trigger.as_ref()?;
+        if trigger.config.input != TriggerInput::Software {
+            return None;
+        }
+        assembled.camera.as_ref()?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        trigger
+            .gate
+            .set_fire(Some(Box::new(move || tx.send(()).map_err(|_| "the source has stopped".to_string()))));
+        Some(rx)
+    }
+
+    /// Executes the triggers requested since the last look.
+    fn fire_requested(&self, assembled: &Assembled, fires: Option<&Receiver<()>>) {
+        let (Some(fires), Some(camera)) = (fires, &assembled.camera) else { return };
+        while fires.try_recv().is_ok() {
+            if let Err(e) = genicam::fire(camera) {
+                tracing::error!(camera = %self.settings.camera, "TriggerSoftware failed: {e}");
+            }
+        }
+    }
+
+    fn pump(&mut self, assembled: &Assembled, fires: Option<&Receiver<()>>) -> Outcome {
         let mut last_frame = Instant::now();
+        // A fired camera is polled often, so a trigger waits at most a few ms to be executed.
+        let wait = if fires.is_some() { FIRE_POLL } else { PULL_WAIT };
         loop {
             if self.shutdown.is_cancelled() {
                 return Outcome::Cancelled;
             }
+            self.fire_requested(assembled, fires);
             if let Some(after) = self.silent_for(last_frame) {
                 return Outcome::Failed(SourceError::Silent { camera: self.camera(), after });
             }
@@ -126,7 +165,7 @@ impl Feed {
                 },
                 None => {}
             }
-            match assembled.appsink.try_pull_sample(PULL_WAIT) {
+            match assembled.appsink.try_pull_sample(wait) {
                 Some(sample) => {
                     if let Err(outcome) = self.deliver(&sample) {
                         return outcome;
@@ -177,8 +216,8 @@ impl Feed {
     fn deliver(&mut self, sample: &gst::Sample) -> Result<(), Outcome> {
         let seq = self.seq;
         self.seq += 1;
-        let part = match &self.settings.gate {
-            Some(gate) => match gate.take(SystemTime::now()) {
+        let part = match &self.settings.trigger {
+            Some(t) => match t.gate.take(SystemTime::now()) {
                 Some(part) => Some(part),
                 None => {
                     self.delivered_one(SystemTime::now());

@@ -104,12 +104,7 @@ fn aravis_values(a: &AravisSource) -> Vec<(&'static str, String)> {
         let (num, den) = fraction(fps);
         caps.push_str(&format!(",framerate={num}/{den}"));
     }
-    vec![
-        ("exposure", a.exposure_us.map(|v| format!("exposure={v}")).unwrap_or_default()),
-        ("gain", a.gain_db.map(|v| format!("gain={v}")).unwrap_or_default()),
-        ("caps", caps),
-        ("debayer", if bayer.is_some() { "! bayer2rgb".to_string() } else { String::new() }),
-    ]
+    vec![("caps", caps), ("debayer", if bayer.is_some() { "! bayer2rgb".to_string() } else { String::new() })]
 }
 
 fn rtsp_values(r: &RtspSource) -> Vec<(&'static str, String)> {

@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use crate::config::types::{
-    AravisSource, RawPipeline, Roi, RtspSource, SourceConfig, TestSource, V4l2Source,
+    AravisSource, FeatureValue, RawPipeline, Roi, RtspSource, SourceConfig, TestSource, V4l2Source,
 };
 
 /// videotestsrc patterns in GStreamer 1.22 (`gst-inspect-1.0 videotestsrc`).
@@ -63,7 +63,13 @@ const MAX_LATENCY_MS: u32 = 10_000;
 pub fn validate(source: &SourceConfig, roi: Option<Roi>) -> Vec<String> {
     let mut problems = Vec::new();
     match source {
-        SourceConfig::Gige(a) | SourceConfig::Usb3vision(a) => check_aravis(&mut problems, a),
+        SourceConfig::Gige(a) => check_aravis(&mut problems, a),
+        SourceConfig::Usb3vision(a) => {
+            check_aravis(&mut problems, a);
+            if a.packet_size.is_some() || a.packet_delay.is_some() {
+                problems.push("source.packet_size, source.packet_delay: GigE only".to_string());
+            }
+        }
         SourceConfig::Rtsp(r) => check_rtsp(&mut problems, r),
         SourceConfig::V4l2(v) => check_v4l2(&mut problems, v),
         SourceConfig::File(f) => check_file(&mut problems, "source.path", &f.path),
@@ -99,6 +105,32 @@ fn check_aravis(problems: &mut Vec<String>, a: &AravisSource) {
     check_range(problems, "source.exposure_us", a.exposure_us, 1.0, 1e8, "µs");
     check_range(problems, "source.gain_db", a.gain_db, 0.0, 500.0, "dB");
     check_range(problems, "source.fps", a.fps, 0.01, MAX_FPS, "frames per second");
+    // Feature names and text values go to aravis' `Name=value` feature list, so both must be
+    // GenICam names (no spaces); numbers and booleans are typed.
+    for (name, value) in &a.features {
+        if !is_genicam_name(name) {
+            problems.push(format!("source.features: '{}' is not a GenICam feature name", printable(name)));
+        }
+        if let FeatureValue::Text(t) = value {
+            if !is_genicam_name(t) {
+                problems.push(format!(
+                    "source.features.{}: '{}' is not an enumeration entry name (letters, digits, '_')",
+                    printable(name),
+                    printable(t)
+                ));
+            }
+        }
+    }
+    if a.camera.is_none() && (!a.features.is_empty() || a.packet_size.is_some() || a.packet_delay.is_some()) {
+        problems
+            .push("source.camera: GenICam settings need the camera's name (as aravis lists it)".to_string());
+    }
+}
+
+/// A GenICam node name: a letter, then letters, digits and '_'.
+pub fn is_genicam_name(s: &str) -> bool {
+    s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 fn check_rtsp(problems: &mut Vec<String>, r: &RtspSource) {

@@ -326,7 +326,7 @@ fn capture_live(
         width: w,
         height: h,
         stall_timeout: DEFAULT_STALL_TIMEOUT,
-        gate: None,
+        trigger: None,
     };
     let (tx, rx) = edge(1, Overflow::DropOldest);
     let (status_tx, status_rx) = tokio::sync::watch::channel(SourceStatus::starting());

@@ -82,7 +82,7 @@ pub fn start_with_roi(
         width: size.0,
         height: size.1,
         stall_timeout: DEFAULT_STALL_TIMEOUT,
-        gate: None,
+        trigger: None,
     };
     start_settings(settings, capacity)
 }

@@ -82,7 +82,10 @@ impl Namespace {
             eprintln!("SKIPPED {test}: creating a network namespace needs root");
             return None;
         }
-        let name = format!("inspectd-dtest-{}", std::process::id());
+        // One namespace per test: tests of one binary run in parallel, each with its own camera.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("inspectd-dtest-{}-{n}", std::process::id());
         match Command::new("ip").args(["netns", "add", &name]).status() {
             Ok(status) if status.success() => {}
             Ok(status) => panic!("`ip netns add {name}` failed ({status}) although running as root"),
