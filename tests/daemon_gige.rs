@@ -97,3 +97,68 @@ fps = 10.0
     sub.expect("status stopped", 5 * SECOND, is_status("stopped")).await;
     camera.stop();
 }
+
+const TRIGGER_TEST: &str = "twenty_software_triggers_of_the_fake_camera_give_twenty_part_results";
+const TRIGGER_NODE: &str = "gige2";
+
+#[test]
+fn twenty_software_triggers_of_the_fake_camera_give_twenty_part_results() {
+    if netns::inside() {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build();
+        return runtime.expect("tokio runtime").block_on(trigger_scenario());
+    }
+    netns::rerun_inside(TRIGGER_TEST);
+}
+
+/// The PLC's side of the handshake: trigger, wait for the part, trigger again. The camera is
+/// in trigger mode (TriggerSoftware fired by inspectd), so it sends exactly one frame each.
+async fn trigger_scenario() {
+    netns::assert_loopback_only();
+    let dir = TestDir::new("daemon-gige-trigger");
+    tokio::task::block_in_place(washer_model);
+    let broker = Broker::start(&dir);
+    let _camera = FakeCamera::start();
+    let mut sub = Subscriber::connect(broker.port, &format!("inspectd/{TRIGGER_NODE}/#")).await;
+    let config = format!(
+        r#"{head}
+[cameras.tg]
+model = "washer"
+mode = "triggered"
+trigger = {{ input = "software", timeout_s = 3.0 }}
+[cameras.tg.source]
+kind = "gige"
+camera = "Aravis-Fake-GV01"
+pixel_format = "bayer_bggr8"
+"#,
+        head = config_head(TRIGGER_NODE, &dir.0, broker.port)
+    );
+    let mut daemon = Daemon::start(&dir.0, TRIGGER_NODE, &config);
+    let ready_topic = format!("inspectd/{TRIGGER_NODE}/tg/ready");
+    let part_topic = format!("inspectd/{TRIGGER_NODE}/tg/part");
+    // The camera streams nothing until triggered, so the first trigger may come before the
+    // pipeline plays: that one may time out; from then on every part must be judged.
+    sub.expect("ready", 60 * SECOND, |m| m.topic == ready_topic).await;
+    let trigger = format!("inspectd/{TRIGGER_NODE}/tg/trigger");
+    let mut parts = Vec::new();
+    for i in 0..21 {
+        let id = format!("G-{i}");
+        sub.publish(&trigger, format!(r#"{{"part_id": "{id}"}}"#).as_bytes()).await;
+        let part = sub
+            .expect(&format!("part {id}"), 10 * SECOND, |m| {
+                m.topic == part_topic && m.json()["part_id"] == id.as_str()
+            })
+            .await
+            .json();
+        assert_valid("part", &part);
+        parts.push(part);
+    }
+    let judged: Vec<&str> = parts[1..].iter().map(|p| p["verdict"].as_str().unwrap_or_default()).collect();
+    assert!(judged.iter().all(|v| *v == "OK" || *v == "NG"), "{judged:?}\n{}", daemon.log());
+    for p in &parts[1..] {
+        assert!(p["cameras"]["tg"]["seq"].as_u64().is_some(), "{p}");
+    }
+    // No frame without a trigger: the camera's frame counter moves only with the triggers.
+    let results = sub.drain_for(2 * SECOND).await;
+    assert!(results.iter().all(|m| !m.topic.ends_with("/result")), "a frame was scored without a trigger");
+    assert_eq!(daemon.signal_and_wait("TERM", 20 * SECOND), Some(0), "{}", daemon.log());
+}

@@ -129,3 +129,66 @@ async fn each_trigger_gets_one_part_result_from_every_camera_of_its_station() {
     let judged = log.matches("Part judged.").count();
     assert_eq!(judged, TRIGGERS + 3, "{log}");
 }
+
+/// Part ids the daemon's log reports as judged (queued for MQTT), in order.
+fn judged(daemon: &Daemon) -> Vec<String> {
+    daemon::strip_ansi(&daemon.log())
+        .lines()
+        .filter(|l| l.contains("Part judged."))
+        .filter_map(|l| l.split("part_id=").nth(1).and_then(|rest| rest.split_whitespace().next()))
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn part_results_judged_while_the_broker_is_down_reach_a_persistent_subscriber() {
+    let dir = TestDir::new("trigger-outage");
+    let persistence =
+        format!("persistence true\npersistence_location {}/\nallow_anonymous true\n", dir.0.display());
+    let mut broker = Broker::start_with(&dir, &persistence);
+    let node = "trig2";
+    let mut plc =
+        Subscriber::connect_as(broker.port, &format!("inspectd/{node}/+/part"), Some("plc-parts")).await;
+    let head = tokio::task::block_in_place(|| config_head(node, &dir.0, broker.port));
+    let source = format!("kind = \"test\"\nfps = 5\nwidth = {SIZE}\nheight = {SIZE}");
+    let config = format!("{head}{}", camera("a", &source).replace("timeout_s = 1.0", "timeout_s = 5.0"));
+    let daemon = Daemon::start(&dir.0, node, &config);
+    let trigger = format!("inspectd/{node}/a/trigger");
+    for round in 0..3 {
+        ready(broker.port, node, "a", &daemon).await;
+        let sender = Subscriber::connect(broker.port, &format!("inspectd/{node}/a/ready")).await;
+        sender.publish(&trigger, format!(r#"{{"part_id": "D-{round}"}}"#).as_bytes()).await;
+        // The frame comes up to 200 ms later (5 fps): the part is judged with the broker down.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        tokio::task::block_in_place(|| broker.stop());
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        tokio::task::block_in_place(|| broker.restart());
+    }
+    ready(broker.port, node, "a", &daemon).await;
+    let judged = judged(&daemon);
+    assert!(!judged.is_empty(), "{}", daemon.log());
+    // At least one part was judged while the daemon had no broker connection.
+    let log = daemon::strip_ansi(&daemon.log());
+    let mut offline = false;
+    let during_outage = log.lines().any(|l| {
+        if l.contains("MQTT connection lost") {
+            offline = true;
+        } else if l.contains("MQTT connected.") {
+            offline = false;
+        }
+        offline && l.contains("Part judged.")
+    });
+    assert!(during_outage, "no part was judged during an outage; log:\n{log}");
+    let mut received: Vec<String> = Vec::new();
+    while let Some(missing) = judged.iter().find(|id| !received.contains(id)) {
+        let what = format!("part {missing} (have {received:?})");
+        let msg = plc.expect(&what, WAIT, |m| m.topic.ends_with("/part")).await;
+        let json = msg.json();
+        assert_valid("part", &json);
+        let id = json["part_id"].as_str().expect("part_id").to_string();
+        if !received.contains(&id) {
+            received.push(id);
+        }
+    }
+    assert_eq!(received, judged, "every judged part arrived, in order");
+}
