@@ -105,6 +105,8 @@ fn restart_keys(old: &Config, new: &Config) -> Vec<String> {
         ("mqtt", old.mqtt == new.mqtt),
         ("evidence", old.evidence == new.evidence),
         ("http", old.http == new.http),
+        ("stations", old.stations == new.stations),
+        ("sparkplug", old.sparkplug == new.sparkplug),
     ];
     keys.extend(sections.iter().filter(|(_, same)| !same).map(|(k, _)| k.to_string()));
     let strip_models = |m: &BTreeMap<String, config::ModelConfig>| {
@@ -199,5 +201,11 @@ mod tests {
         let err = plan(&old, &config(None, "/m", "ball"), &running("/m", "abc"), &shas(Some("abc")))
             .expect_err("a new source");
         assert!(err.to_string().contains("cameras.c"), "{err}");
+        let mut stations = config(None, "/m", "smpte");
+        stations
+            .stations
+            .insert("st".into(), config::StationConfig { cameras: vec!["c".into()], timeout_s: None });
+        let err = plan(&old, &stations, &running("/m", "abc"), &shas(Some("abc"))).expect_err("new station");
+        assert!(err.to_string().contains("stations"), "{err}");
     }
 }
