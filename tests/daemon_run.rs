@@ -34,6 +34,7 @@ fn kind(topic: &str) -> &'static str {
         [_, _, _, "result"] => "result",
         [_, _, _, "alarm"] => "alarm",
         [_, _, _, "alarm", "state"] => "alarm_state",
+        [_, _, _, "threshold", "state"] => "threshold_state",
         _ => panic!("unexpected topic {topic}"),
     }
 }

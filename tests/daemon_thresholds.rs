@@ -60,6 +60,12 @@ async fn a_threshold_set_over_mqtt_applies_survives_a_restart_and_bad_values_are
     let ok = result_at(&mut sub, node, CONFIGURED).await;
     assert_eq!(ok["verdict"], "OK");
 
+    // What a PLC sends is what the schema documents.
+    for valid in
+        [r#"{"threshold": 0.001, "by": "line3-plc"}"#, r#"{"sensitivity": 0.5}"#, r#"{"reset": true}"#]
+    {
+        assert_valid("threshold_set", &serde_json::from_str(valid).expect("JSON"));
+    }
     // Raw: far below every score, so every frame from now on is NG.
     sub.publish(&set_topic, br#"{"threshold": 0.001, "by": "line3-plc"}"#).await;
     let set = state(&mut sub, node, "the runtime threshold", |s| s["source"] == "runtime").await;

@@ -83,7 +83,9 @@ async fn each_trigger_gets_one_part_result_from_every_camera_of_its_station() {
     ready(broker.port, node, "st", &daemon).await;
     for i in 0..TRIGGERS {
         let id = format!("P-{i}");
-        sub.publish(&trigger, format!(r#"{{"part_id": "{id}", "lot": "L7"}}"#).as_bytes()).await;
+        let payload = format!(r#"{{"part_id": "{id}", "lot": "L7"}}"#);
+        assert_valid("trigger", &serde_json::from_str(&payload).expect("JSON"));
+        sub.publish(&trigger, payload.as_bytes()).await;
         let p = part(&mut sub, node, "st", &id).await;
         assert!(p["verdict"] == "OK" || p["verdict"] == "NG", "{p}\n{}", daemon.log());
         let cameras = p["cameras"].as_object().expect("cameras");
