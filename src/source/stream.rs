@@ -68,6 +68,8 @@ pub(crate) struct Feed {
     streaming_since: Option<Instant>,
     /// Frames the current pipeline delivered; a looping file without any is not restarted.
     pub delivered: u64,
+    /// A line-triggered frame without an announced part was reported (once per episode).
+    unannounced: bool,
 }
 
 impl Feed {
@@ -90,6 +92,7 @@ impl Feed {
             seq: 0,
             streaming_since: None,
             delivered: 0,
+            unannounced: false,
         }
     }
 
@@ -218,8 +221,22 @@ impl Feed {
         self.seq += 1;
         let part = match &self.settings.trigger {
             Some(t) => match t.gate.take(SystemTime::now()) {
-                Some(part) => Some(part),
+                Some(part) => {
+                    self.unannounced = false;
+                    Some(part)
+                }
                 None => {
+                    if t.config.input == TriggerInput::Line && !std::mem::replace(&mut self.unannounced, true)
+                    {
+                        // The line fired but no MQTT trigger announced the part: there is no
+                        // part id to answer with, so the frame is not judged. Logged once
+                        // until an announced frame comes.
+                        tracing::warn!(
+                            camera = %self.settings.camera,
+                            "A frame from the trigger line came without an announced part \
+                             ({{station}}/trigger); not judged."
+                        );
+                    }
                     self.delivered_one(SystemTime::now());
                     return Ok(());
                 }
