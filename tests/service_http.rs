@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 use broker::{configs, Broker, TestDir};
 use inspectd::pipeline::scoring::{ModelIdentity, ScoringStats};
 use inspectd::publish::MqttPublisher;
+use inspectd::service::api::Api;
 use inspectd::service::board::HealthBoard;
 use inspectd::service::health::HealthServer;
 use inspectd::service::metrics::Metrics;
@@ -104,10 +105,13 @@ async fn endpoints_follow_the_service_state_and_metrics_parse() {
     let board = HealthBoard::new();
     let telemetry = Arc::new(Telemetry::default());
     let metrics = Arc::new(Metrics::new(telemetry.clone()));
-    assert!(HealthServer::bind("", board.clone(), metrics.clone()).await.expect("disabled").is_none());
-    let bad = HealthServer::bind("not an address", board.clone(), metrics.clone()).await;
+    assert!(HealthServer::bind("", board.clone(), metrics.clone(), Api::default())
+        .await
+        .expect("disabled")
+        .is_none());
+    let bad = HealthServer::bind("not an address", board.clone(), metrics.clone(), Api::default()).await;
     assert!(bad.as_ref().err().is_some_and(|e| e.is_configuration()), "a malformed bind is a config error");
-    let server = HealthServer::bind("127.0.0.1:0", board.clone(), metrics.clone())
+    let server = HealthServer::bind("127.0.0.1:0", board.clone(), metrics.clone(), Api::default())
         .await
         .expect("bind")
         .expect("enabled");

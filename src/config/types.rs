@@ -284,15 +284,46 @@ pub struct HttpConfig {
     /// `host:port`; empty disables the endpoint.
     #[serde(default = "default_http_bind")]
     pub bind: String,
+    /// Serve the set-up API (`/api/...`) on the same endpoint. Off by default: it shows
+    /// scores and evidence of the line.
+    #[serde(default)]
+    pub ui: bool,
+    /// Changes through the API (a threshold) need `Authorization: Bearer <token>`; without a
+    /// token configured, the API is read-only.
+    #[serde(default)]
+    pub ui_token: Option<UiToken>,
 }
 
 fn default_http_bind() -> String {
     "127.0.0.1:9898".to_string()
 }
 
+/// The set-up API's token: compared in constant time, never shown in logs or `Debug`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct UiToken(pub String);
+
+impl std::fmt::Debug for UiToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UiToken(***)")
+    }
+}
+
+impl UiToken {
+    /// Whether `offered` is the token; takes the same time wherever the first difference is.
+    pub fn matches(&self, offered: &[u8]) -> bool {
+        let expected = self.0.as_bytes();
+        let mut diff = expected.len() ^ offered.len();
+        for (i, e) in expected.iter().enumerate() {
+            diff |= usize::from(e ^ offered.get(i).copied().unwrap_or(!e));
+        }
+        diff == 0
+    }
+}
+
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { bind: default_http_bind() }
+        HttpConfig { bind: default_http_bind(), ui: false, ui_token: None }
     }
 }
 

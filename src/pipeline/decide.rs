@@ -50,12 +50,29 @@ pub struct CameraOutputs {
     pub metrics: Option<crate::telemetry::CameraMetrics>,
 }
 
-/// The latest decision of each camera, for consumers that sample it (the Sparkplug edge
-/// node) instead of following every frame.
+/// The latest decision of each camera and its recent scores, for consumers that sample them
+/// (the Sparkplug edge node, the set-up API) instead of following every frame.
 #[derive(Debug, Default)]
-pub struct LatestDecisions(std::sync::Mutex<HashMap<String, Latest>>);
+pub struct LatestDecisions(
+    std::sync::Mutex<HashMap<String, (Latest, std::collections::VecDeque<ScorePoint>)>>,
+);
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Scores kept per camera: about two minutes at 10 frames per second.
+pub const SCORE_HISTORY: usize = 1200;
+
+/// One decided frame, as the score history keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct ScorePoint {
+    /// Capture time, ms since the Unix epoch.
+    pub t: u64,
+    pub seq: u64,
+    pub score: f32,
+    pub threshold: f32,
+    pub verdict: Verdict,
+    pub alarm_active: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Latest {
     pub verdict: Verdict,
     pub score: f32,
@@ -64,12 +81,29 @@ pub struct Latest {
 }
 
 impl LatestDecisions {
-    pub fn get(&self, camera: &str) -> Option<Latest> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(camera).copied()
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, (Latest, std::collections::VecDeque<ScorePoint>)>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn set(&self, camera: &str, latest: Latest) {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(camera.to_string(), latest);
+    pub fn get(&self, camera: &str) -> Option<Latest> {
+        self.lock().get(camera).map(|(latest, _)| *latest)
+    }
+
+    /// The camera's recent scores, oldest first.
+    pub fn history(&self, camera: &str) -> Vec<ScorePoint> {
+        self.lock().get(camera).map(|(_, h)| h.iter().copied().collect()).unwrap_or_default()
+    }
+
+    fn set(&self, camera: &str, latest: Latest, point: ScorePoint) {
+        let mut all = self.lock();
+        let (slot, history) = all.entry(camera.to_string()).or_insert_with(|| (latest, Default::default()));
+        *slot = latest;
+        if history.len() == SCORE_HISTORY {
+            history.pop_front();
+        }
+        history.push_back(point);
     }
 }
 
@@ -160,10 +194,16 @@ impl DecisionStage {
         }
         let alarm_active = cam.decision.state().active;
         let d = &j.decision;
-        self.latest.set(
-            &camera,
-            Latest { verdict: d.verdict, score: d.score, threshold: d.threshold, alarm_active },
-        );
+        let point = ScorePoint {
+            t: unix_ms(f.frame.captured_at),
+            seq: f.frame.seq,
+            score: d.score,
+            threshold: d.threshold,
+            verdict: d.verdict,
+            alarm_active,
+        };
+        let latest = Latest { verdict: d.verdict, score: d.score, threshold: d.threshold, alarm_active };
+        self.latest.set(&camera, latest, point);
         let evidence = self.outputs.apply(&camera, &camera, &f, &j);
         if let (Some(tag), Some(parts)) = (&f.frame.part, &self.parts) {
             let observation = observation(&camera, tag, &f, &j.decision, evidence);

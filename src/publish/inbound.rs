@@ -164,7 +164,8 @@ struct ThresholdSet {
 /// Longest `by` kept: it is echoed and persisted, not a place for payloads.
 const MAX_BY: usize = 64;
 
-fn parse_threshold(camera: &str, payload: &[u8]) -> ThresholdRequest {
+/// Reads a `threshold/set` body (MQTT or the set-up API).
+pub fn parse_threshold(camera: &str, payload: &[u8]) -> ThresholdRequest {
     let request = |change, set_by: String| ThresholdRequest { camera: camera.to_string(), change, set_by };
     let set: ThresholdSet = match std::str::from_utf8(payload)
         .map_err(|_| "payload is not UTF-8".to_string())

@@ -14,7 +14,9 @@ use tokio::sync::watch;
 
 use super::metrics::Metrics;
 use super::watchdog::{CameraHealth, Health, ScorerHealth};
-use crate::pipeline::decide::DecisionStats;
+use std::sync::mpsc::SyncSender;
+
+use crate::pipeline::decide::{DecisionInput, DecisionStats, Latest, LatestDecisions};
 use crate::pipeline::scoring::ScoringStats;
 use crate::publish::PublishHandle;
 use crate::source::SourceStatus;
@@ -43,6 +45,26 @@ struct Parts {
     publisher: Option<PublishHandle>,
     decisions: Option<Arc<DecisionStats>>,
     telemetry: Option<Arc<Telemetry>>,
+    ui: Option<UiHandles>,
+}
+
+/// What the set-up API reads and where its changes go.
+#[derive(Clone)]
+pub struct UiHandles {
+    pub latest: Arc<LatestDecisions>,
+    pub decide: SyncSender<DecisionInput>,
+}
+
+/// One camera as the set-up API lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CameraView {
+    pub id: String,
+    pub model: String,
+    pub state: String,
+    pub fps: f64,
+    pub frames: u64,
+    pub frames_dropped: u64,
+    pub last: Option<Latest>,
 }
 
 /// Shared, cloneable registry of what the service is made of right now.
@@ -93,9 +115,45 @@ impl HealthBoard {
         self.parts().telemetry = Some(telemetry);
     }
 
+    pub fn set_ui(&self, ui: UiHandles) {
+        self.parts().ui = Some(ui);
+    }
+
+    pub fn ui(&self) -> Option<UiHandles> {
+        self.parts().ui.clone()
+    }
+
+    /// Every camera for the set-up API.
+    pub fn camera_views(&self) -> Vec<CameraView> {
+        let p = self.parts();
+        let latest = p.ui.as_ref().map(|u| u.latest.clone());
+        p.cameras
+            .iter()
+            .map(|c| {
+                let s = c.status.borrow().clone();
+                let dropped = p
+                    .telemetry
+                    .as_ref()
+                    .map_or(0, |t| DropReason::ALL.iter().map(|r| t.frames_dropped(&c.id, *r)).sum());
+                CameraView {
+                    id: c.id.clone(),
+                    model: c.model.clone(),
+                    state: format!("{:?}", s.state).to_lowercase(),
+                    fps: s.fps,
+                    frames: s.frames,
+                    frames_dropped: dropped,
+                    last: latest.as_ref().and_then(|l| l.get(&c.id)),
+                }
+            })
+            .collect()
+    }
+
     /// Shutdown began: `/readyz` answers 503 from now on.
     pub fn set_stopping(&self) {
-        self.parts().stopping = true;
+        let mut p = self.parts();
+        p.stopping = true;
+        // The API's sender of the decision channel must go, so the decision thread can drain.
+        p.ui = None;
     }
 
     /// A stage died: `/readyz` fails and the watchdog stops pinging, naming it.

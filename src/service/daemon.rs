@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::board::HealthBoard;
+use super::board::{HealthBoard, UiHandles};
 use super::commands;
 use super::endpoints::Service;
 use super::models::{load_model, load_models, LoadedModel};
@@ -367,9 +367,11 @@ fn start(
         &streams,
         (&mut status, &mut statuses),
     )?;
+    let ui_latest = latest.clone();
     let sources_of =
         sparkplug::Sources { latest, statuses: statuses.clone(), telemetry: svc.telemetry.clone() };
     let sparkplug = sparkplug::start(&settings, sources_of, decide_tx.clone(), &supervisor);
+    svc.board.set_ui(UiHandles { latest: ui_latest, decide: decide_tx.clone() });
     let stations =
         commands::start_stations(&supervisor, &settings, gates, statuses, publisher.handle(), station_rx);
     Ok(Running {
@@ -537,6 +539,9 @@ async fn drain(running: Running, deadline: Instant) {
     join_all("scoring", scoring, deadline, &supervisor).await;
     // The command forwarder holds a sender of the decision channel; stop it so the channel closes.
     commands.abort();
+    if let Some(sparkplug) = &sparkplug {
+        sparkplug.stop_commands();
+    }
     join_all("decisions", vec![decide], deadline, &supervisor).await;
     if let Some(stations) = stations {
         // It answers any open part (`timeout`) once the decision thread let go of its channel.

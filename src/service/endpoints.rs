@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+use super::api::Api;
 use super::board::HealthBoard;
 use super::health::{HealthServer, HttpError};
 use super::metrics::Metrics;
@@ -41,7 +42,9 @@ impl Service {
         board.set_telemetry(telemetry.clone());
         let metrics = Arc::new(Metrics::new(telemetry.clone()));
         let http_cancel = CancellationToken::new();
-        let server = HealthServer::bind(&settings.config.http.bind, board.clone(), metrics.clone()).await?;
+        let api = Api { enabled: settings.config.http.ui, token: settings.config.http.ui_token.clone() };
+        let server =
+            HealthServer::bind(&settings.config.http.bind, board.clone(), metrics.clone(), api).await?;
         let http_task =
             server.map(|s| supervisor.task("http", Lifetime::UntilShutdown, s.serve(http_cancel.clone())));
         let notify_cancel = CancellationToken::new();

@@ -27,6 +27,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::api::{self, Api};
 use super::board::HealthBoard;
 use super::metrics::{Metrics, OPENMETRICS_TEXT, PROMETHEUS_TEXT};
 use super::watchdog::{missing, watchdog_check};
@@ -58,6 +59,7 @@ impl HttpError {
 struct State {
     board: HealthBoard,
     metrics: Arc<Metrics>,
+    api: Api,
 }
 
 /// A bound endpoint, not yet serving.
@@ -72,13 +74,14 @@ impl HealthServer {
         bind: &str,
         board: HealthBoard,
         metrics: Arc<Metrics>,
+        api: Api,
     ) -> Result<Option<HealthServer>, HttpError> {
         if bind.trim().is_empty() {
             return Ok(None);
         }
         let listener =
             TcpListener::bind(bind).await.map_err(|source| HttpError { bind: bind.to_string(), source })?;
-        Ok(Some(HealthServer { listener, state: State { board, metrics } }))
+        Ok(Some(HealthServer { listener, state: State { board, metrics, api } }))
     }
 
     /// The bound address (the real port when the config said `:0`).
@@ -116,8 +119,15 @@ impl HealthServer {
 
 async fn serve_connection(stream: TcpStream, state: State) {
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-        let response = respond(&state, &req);
-        async move { Ok::<_, Infallible>(response) }
+        let state = state.clone();
+        async move {
+            let response = if req.uri().path().starts_with("/api/") || req.uri().path() == "/api" {
+                api::respond(&state.api, &state.board, req).await
+            } else {
+                respond(&state, &req)
+            };
+            Ok::<_, Infallible>(response)
+        }
     });
     let served = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())

@@ -1,5 +1,6 @@
 //! Running as a service: the daemon's wiring and lifecycle.
 
+pub mod api;
 pub mod board;
 mod commands;
 pub mod daemon;

@@ -31,6 +31,12 @@ pub(crate) struct Sparkplug {
 }
 
 impl Sparkplug {
+    /// Stops forwarding commands: the forwarder holds a sender of the decision channel,
+    /// which must close for the decision thread to drain.
+    pub fn stop_commands(&self) {
+        self.commands.abort();
+    }
+
     /// Publishes NDEATH and disconnects.
     pub async fn shutdown(self) {
         self.feeder.abort();
