@@ -83,4 +83,14 @@ async fn the_daemon_births_its_camera_reports_results_takes_commands_and_dies_wi
     daemon.signal_and_wait("KILL", WAIT);
     let death = host.expect("NDEATH will", WAIT, |m| m.is("NDEATH", None)).await;
     assert_eq!(death.bd_seq(), bd_seq);
+
+    // A graceful stop drains (nothing holds the decision channel open), then sends NDEATH.
+    let mut daemon = Daemon::start(&dir.0, node, &config);
+    let birth = host.expect("NBIRTH again", WAIT, |m| m.is("NBIRTH", None)).await;
+    host.expect("DBIRTH again", WAIT, |m| m.is("DBIRTH", Some("cam"))).await;
+    let stopped = std::time::Instant::now();
+    assert_eq!(daemon.signal_and_wait("TERM", WAIT), Some(0), "{}", daemon.log());
+    assert!(stopped.elapsed() < Duration::from_secs(4), "stop took {:?}", stopped.elapsed());
+    let death = host.expect("NDEATH", WAIT, |m| m.is("NDEATH", None)).await;
+    assert_eq!(death.bd_seq(), birth.bd_seq());
 }
