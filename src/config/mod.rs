@@ -5,6 +5,7 @@
 //! `crate::settings::Settings` then checks the values and converts them, once.
 
 pub mod load;
+pub mod sources;
 pub mod types;
 
 pub use load::{parse, parse_toml, ConfigError, Parsed, Problem};
