@@ -74,8 +74,8 @@ fn configure_camera(
     };
     let trigger = settings.trigger.as_ref().map(|t| &t.config);
     let features = genicam::requested(a, trigger, gige);
-    let typed = a.exposure_us.is_some() || a.gain_db.is_some() || a.fps.is_some();
-    if features.is_empty() && !typed {
+    // Only a named camera is open here (aravissrc opens an unnamed one when it starts).
+    if a.camera.is_none() {
         return Ok(None);
     }
     let camera = settings.camera.as_ref();

@@ -101,6 +101,8 @@ pub(crate) fn configure(
     }
     let device =
         camera.device().ok_or_else(|| fail("(device)", "source", "the camera has no device".into()))?;
+    check_pixel_format(&device, &a.pixel_format)
+        .map_err(|r| fail("PixelFormat", "source.pixel_format", r))?;
     for f in features {
         set(&device, &f.name, &f.value).map_err(|reason| fail(&f.name, &f.key, reason))?;
     }
@@ -111,6 +113,37 @@ pub(crate) fn configure(
         src.set_property("features", features_string(features));
     }
     Ok(Some(camera))
+}
+
+/// The GenICam PixelFormat entries a config pixel format may be called by cameras.
+fn genicam_formats(pixel_format: &str) -> &'static [&'static str] {
+    match pixel_format {
+        "mono8" => &["Mono8"],
+        "rgb8" => &["RGB8", "RGB8Packed"],
+        "bayer_bggr8" => &["BayerBG8"],
+        "bayer_rggb8" => &["BayerRG8"],
+        "bayer_grbg8" => &["BayerGR8"],
+        "bayer_gbrg8" => &["BayerGB8"],
+        _ => &[],
+    }
+}
+
+/// The configured pixel format must be one the camera offers; otherwise caps negotiation
+/// fails later with a vague "not negotiated" on every reconnect.
+fn check_pixel_format(device: &Device, pixel_format: &str) -> Result<(), String> {
+    let Ok(entries) = device.dup_available_enumeration_feature_values_as_strings("PixelFormat") else {
+        return Ok(()); // no PixelFormat enumeration to check against
+    };
+    let entries: Vec<String> = entries.iter().map(|e| e.to_string()).collect();
+    let wanted = genicam_formats(pixel_format);
+    if entries.is_empty() || wanted.iter().any(|w| entries.iter().any(|e| e == w)) {
+        return Ok(());
+    }
+    Err(format!(
+        "{pixel_format} ({}) is not one of the camera's formats: {}",
+        wanted.join(" or "),
+        entries.join(", ")
+    ))
 }
 
 /// Sets one feature by its node type, after checking the value against the camera.
