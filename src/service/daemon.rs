@@ -49,6 +49,9 @@ type Tasks = Vec<TaskHandle>;
 /// Capacity of the channel from the scoring stages to the decision thread.
 const DECISION_QUEUE: usize = 16;
 
+/// How long the endpoints keep reporting a failed stage after the drain, before the exit.
+const FAILED_LINGER: Duration = Duration::from_millis(500);
+
 /// Why the daemon could not start or run.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -189,6 +192,11 @@ pub async fn run(
     publisher
         .shutdown(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(500)))
         .await;
+    if failure.is_some() {
+        // Keep answering /readyz with the failed stage for a moment: the drain takes only
+        // milliseconds, and a health check polling now should see why before the exit.
+        tokio::time::sleep(FAILED_LINGER).await;
+    }
     svc.stop_http().await;
     match failure {
         Some((stage, reason)) => Err(DaemonError::StageFailed { stage, reason }),
