@@ -256,6 +256,13 @@ pub struct EvidenceConfig {
     pub format: String,
 }
 
+impl EvidenceConfig {
+    /// The evidence folder: `dir`, or `{state_dir}/evidence`.
+    pub fn resolved_dir(&self, state_dir: &std::path::Path) -> PathBuf {
+        self.dir.clone().unwrap_or_else(|| state_dir.join("evidence"))
+    }
+}
+
 const fn default_evidence_files() -> usize {
     2000
 }

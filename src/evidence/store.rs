@@ -55,7 +55,7 @@ impl EvidenceStore {
     /// Opens the store the `[evidence]` section describes; the directory defaults to
     /// `{state_dir}/evidence`.
     pub fn from_config(config: &EvidenceConfig, state_dir: &Path) -> Result<Self, EvidenceError> {
-        let dir = config.dir.clone().unwrap_or_else(|| state_dir.join("evidence"));
+        let dir = config.resolved_dir(state_dir);
         Self::open(dir, config.max_files, config.max_bytes, EvidenceFormat::parse(&config.format)?)
     }
 

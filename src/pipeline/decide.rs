@@ -11,6 +11,7 @@ use std::time::{Instant, SystemTime};
 use tracing::{error, info, warn};
 
 use super::judge::{judge, Outputs};
+use super::latest::{LatestDecisions, ScorePoint, ViewFrame};
 use super::scoring::ScoredFrame;
 use super::thresholds::ThresholdStore;
 use crate::config::types::{CameraEvidence, ResultMode, ResultPolicy};
@@ -48,63 +49,6 @@ pub struct CameraOutputs {
     pub decided: u64,
     /// Prometheus series of this camera (absent in tools that do not serve metrics).
     pub metrics: Option<crate::telemetry::CameraMetrics>,
-}
-
-/// The latest decision of each camera and its recent scores, for consumers that sample them
-/// (the Sparkplug edge node, the set-up API) instead of following every frame.
-#[derive(Debug, Default)]
-pub struct LatestDecisions(
-    std::sync::Mutex<HashMap<String, (Latest, std::collections::VecDeque<ScorePoint>)>>,
-);
-
-/// Scores kept per camera: about two minutes at 10 frames per second.
-pub const SCORE_HISTORY: usize = 1200;
-
-/// One decided frame, as the score history keeps it.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
-pub struct ScorePoint {
-    /// Capture time, ms since the Unix epoch.
-    pub t: u64,
-    pub seq: u64,
-    pub score: f32,
-    pub threshold: f32,
-    pub verdict: Verdict,
-    pub alarm_active: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
-pub struct Latest {
-    pub verdict: Verdict,
-    pub score: f32,
-    pub threshold: f32,
-    pub alarm_active: bool,
-}
-
-impl LatestDecisions {
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, (Latest, std::collections::VecDeque<ScorePoint>)>> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    pub fn get(&self, camera: &str) -> Option<Latest> {
-        self.lock().get(camera).map(|(latest, _)| *latest)
-    }
-
-    /// The camera's recent scores, oldest first.
-    pub fn history(&self, camera: &str) -> Vec<ScorePoint> {
-        self.lock().get(camera).map(|(_, h)| h.iter().copied().collect()).unwrap_or_default()
-    }
-
-    fn set(&self, camera: &str, latest: Latest, point: ScorePoint) {
-        let mut all = self.lock();
-        let (slot, history) = all.entry(camera.to_string()).or_insert_with(|| (latest, Default::default()));
-        *slot = latest;
-        if history.len() == SCORE_HISTORY {
-            history.pop_front();
-        }
-        history.push_back(point);
-    }
 }
 
 /// Counters for metrics.
@@ -202,9 +146,25 @@ impl DecisionStage {
             verdict: d.verdict,
             alarm_active,
         };
-        let latest = Latest { verdict: d.verdict, score: d.score, threshold: d.threshold, alarm_active };
-        self.latest.set(&camera, latest, point);
+        self.latest.record_frame(&camera, point, &f.model, || ViewFrame {
+            seq: f.frame.seq,
+            captured_at: f.frame.captured_at,
+            width: f.frame.width,
+            height: f.frame.height,
+            rgb: f.frame.rgb.clone(),
+            map: f.map.clone(),
+            regions: d.regions.clone(),
+            score: d.score,
+            threshold: d.threshold,
+            verdict: d.verdict,
+        });
         let evidence = self.outputs.apply(&camera, &camera, &f, &j);
+        if let Some(event) = j.alarm() {
+            self.latest.record_alarm(&camera, event, evidence.as_ref());
+        }
+        if let Some(state) = &j.decision.state {
+            self.latest.record_state(&camera, state);
+        }
         if let (Some(tag), Some(parts)) = (&f.frame.part, &self.parts) {
             let observation = observation(&camera, tag, &f, &j.decision, evidence);
             // Blocks briefly when the station task is behind: a part verdict is never dropped.
@@ -224,9 +184,11 @@ impl DecisionStage {
         info!(camera = %a.camera, outcome = ?reply.outcome, "Alarm acknowledgement received.");
         if let crate::decision::AckOutcome::Cleared(event) = &reply.outcome {
             self.outputs.publish_alarm(&a.camera, event, None);
+            self.latest.record_alarm(&a.camera, event, None);
         }
         if let Some(state) = &reply.state {
             self.outputs.publish_state(&a.camera, state);
+            self.latest.record_state(&a.camera, state);
         }
     }
 

@@ -4,5 +4,6 @@
 
 pub mod decide;
 pub mod judge;
+pub mod latest;
 pub mod scoring;
 pub mod thresholds;

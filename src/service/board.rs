@@ -16,7 +16,8 @@ use super::metrics::Metrics;
 use super::watchdog::{CameraHealth, Health, ScorerHealth};
 use std::sync::mpsc::SyncSender;
 
-use crate::pipeline::decide::{DecisionInput, DecisionStats, Latest, LatestDecisions};
+use crate::pipeline::decide::{DecisionInput, DecisionStats};
+use crate::pipeline::latest::{Latest, LatestDecisions};
 use crate::pipeline::scoring::ScoringStats;
 use crate::publish::PublishHandle;
 use crate::source::SourceStatus;
@@ -64,6 +65,8 @@ pub struct CameraView {
     pub fps: f64,
     pub frames: u64,
     pub frames_dropped: u64,
+    /// The bundle id of the model that scored the latest frame.
+    pub model_id: Option<String>,
     pub last: Option<Latest>,
 }
 
@@ -142,6 +145,7 @@ impl HealthBoard {
                     fps: s.fps,
                     frames: s.frames,
                     frames_dropped: dropped,
+                    model_id: latest.as_ref().and_then(|l| l.model(&c.id)).map(|m| m.id.clone()),
                     last: latest.as_ref().and_then(|l| l.get(&c.id)),
                 }
             })

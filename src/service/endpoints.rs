@@ -42,7 +42,14 @@ impl Service {
         board.set_telemetry(telemetry.clone());
         let metrics = Arc::new(Metrics::new(telemetry.clone()));
         let http_cancel = CancellationToken::new();
-        let api = Api { enabled: settings.config.http.ui, token: settings.config.http.ui_token.clone() };
+        let config = &settings.config;
+        let api = Api {
+            enabled: config.http.ui,
+            token: config.http.ui_token.clone(),
+            evidence_dir: Some(config.evidence.resolved_dir(&config.node.state_dir)),
+            model_dirs: config.models.iter().map(|(name, m)| (name.clone(), m.path.clone())).collect(),
+            ..Api::default()
+        };
         let server =
             HealthServer::bind(&settings.config.http.bind, board.clone(), metrics.clone(), api).await?;
         let http_task =

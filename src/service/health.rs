@@ -17,7 +17,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use http_body_util::Full;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderValue, ACCEPT, ALLOW, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
@@ -30,6 +31,7 @@ use tracing::{debug, info, warn};
 use super::api::{self, Api};
 use super::board::HealthBoard;
 use super::metrics::{Metrics, OPENMETRICS_TEXT, PROMETHEUS_TEXT};
+use super::ui;
 use super::watchdog::{missing, watchdog_check};
 
 /// Connections served at once; more are closed at accept. A loopback scraper needs one.
@@ -52,6 +54,14 @@ impl HttpError {
     pub fn is_configuration(&self) -> bool {
         self.source.kind() == io::ErrorKind::InvalidInput
     }
+}
+
+/// Every response's body: a whole buffer, or a stream (the live view).
+pub(crate) type Body = BoxBody<Bytes, Infallible>;
+
+/// A whole-buffer body.
+pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed()
 }
 
 /// What the handlers read.
@@ -121,8 +131,11 @@ async fn serve_connection(stream: TcpStream, state: State) {
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let state = state.clone();
         async move {
-            let response = if req.uri().path().starts_with("/api/") || req.uri().path() == "/api" {
+            let path = req.uri().path();
+            let response = if path.starts_with("/api/") || path == "/api" {
                 api::respond(&state.api, &state.board, req).await
+            } else if path.starts_with("/ui/") || path == "/ui" {
+                ui::respond(&state.api, &req)
             } else {
                 respond(&state, &req)
             };
@@ -139,7 +152,7 @@ async fn serve_connection(stream: TcpStream, state: State) {
     }
 }
 
-fn respond<B>(state: &State, req: &Request<B>) -> Response<Full<Bytes>> {
+fn respond<B>(state: &State, req: &Request<B>) -> Response<Body> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n".into());
         r.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
@@ -153,7 +166,7 @@ fn respond<B>(state: &State, req: &Request<B>) -> Response<Full<Bytes>> {
     }
 }
 
-fn healthz(state: &State) -> Response<Full<Bytes>> {
+fn healthz(state: &State) -> Response<Body> {
     let h = state.board.snapshot();
     if h.scorers.is_empty() {
         // Models still loading: alive, just not scoring yet.
@@ -165,7 +178,7 @@ fn healthz(state: &State) -> Response<Full<Bytes>> {
     }
 }
 
-fn readyz(state: &State) -> Response<Full<Bytes>> {
+fn readyz(state: &State) -> Response<Body> {
     let missing = missing(&state.board.snapshot());
     if missing.is_empty() {
         text(StatusCode::OK, "ready\n".into())
@@ -174,12 +187,12 @@ fn readyz(state: &State) -> Response<Full<Bytes>> {
     }
 }
 
-fn metrics(state: &State, openmetrics: bool) -> Response<Full<Bytes>> {
+fn metrics(state: &State, openmetrics: bool) -> Response<Body> {
     state.board.update_metrics(&state.metrics);
     state.metrics.set_ready(missing(&state.board.snapshot()).is_empty());
     match state.metrics.encode(openmetrics) {
         Ok(body) => {
-            let mut r = Response::new(Full::new(Bytes::from(body)));
+            let mut r = Response::new(full(body));
             let kind = if openmetrics { OPENMETRICS_TEXT } else { PROMETHEUS_TEXT };
             r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(kind));
             r
@@ -197,8 +210,8 @@ fn wants_openmetrics<B>(req: &Request<B>) -> bool {
         .any(|v| v.contains("application/openmetrics-text"))
 }
 
-fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+fn text(status: StatusCode, body: String) -> Response<Body> {
+    let mut r = Response::new(full(body));
     *r.status_mut() = status;
     r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     r

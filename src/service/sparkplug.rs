@@ -11,7 +11,8 @@ use tokio::sync::{mpsc, watch};
 
 use super::daemon::forward;
 use crate::decision::{ThresholdChange, ThresholdRequest};
-use crate::pipeline::decide::{DecisionInput, LatestDecisions};
+use crate::pipeline::decide::DecisionInput;
+use crate::pipeline::latest::LatestDecisions;
 use crate::publish::AlarmAck;
 use crate::settings::Settings;
 use crate::source::SourceStatus;
