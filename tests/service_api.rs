@@ -80,6 +80,13 @@ async fn the_api_reads_cameras_and_scores_and_changes_a_threshold_only_with_the_
     assert!(points.windows(2).all(|w| w[0]["seq"].as_u64() < w[1]["seq"].as_u64()), "oldest first");
     assert!(points.iter().all(|p| p["score"].is_number() && p["threshold"].is_number()));
     assert_eq!(call(addr, "GET", "/api/cameras/nope/scores", None, "").await.0, 404);
+    // Only the points after a given frame, as the page polls.
+    let held = points[points.len() - 2]["seq"].as_u64().expect("seq");
+    let (status, newer) = call(addr, "GET", &format!("/api/cameras/cam/scores?since={held}"), None, "").await;
+    assert_eq!(status, 200, "{newer}");
+    let newer = newer["points"].as_array().expect("points").clone();
+    assert!(!newer.is_empty() && newer.iter().all(|p| p["seq"].as_u64() > Some(held)), "{newer:?}");
+    assert_eq!(call(addr, "GET", "/api/cameras/cam/scores?since=soon", None, "").await.0, 400);
 
     // Changes need the token.
     let set = r#"{"threshold": 5.5}"#;

@@ -65,7 +65,7 @@ pub(crate) async fn respond(api: &Api, board: &HealthBoard, req: Request<Incomin
     let parts: Vec<&str> = path.split('/').skip(2).collect();
     match (req.method().clone(), parts.as_slice()) {
         (Method::GET, ["cameras"]) => ok(json!(board.camera_views())),
-        (Method::GET, ["cameras", id, "scores"]) => scores(board, id),
+        (Method::GET, ["cameras", id, "scores"]) => scores(board, id, req.uri().query()),
         (Method::GET, ["cameras", id, "live.mjpg"]) => match camera(board, id) {
             Ok(ui) => live::stream(api, board, ui, id, req.uri().query()),
             Err(r) => r.into(),
@@ -111,17 +111,31 @@ impl From<Refusal> for Response<Body> {
     }
 }
 
-fn scores(board: &HealthBoard, id: &str) -> Response<Body> {
+/// `GET /api/cameras/{id}/scores[?since=SEQ]`: the recent scores, or only those after frame
+/// `SEQ` (a page polling once a second fetches a few points, not all 1200).
+fn scores(board: &HealthBoard, id: &str, query: Option<&str>) -> Response<Body> {
     let ui = match camera(board, id) {
         Ok(ui) => ui,
         Err(r) => return r.into(),
     };
+    let since = query.into_iter().flat_map(|q| q.split('&')).find_map(|kv| kv.strip_prefix("since="));
+    let since = match since.map(str::parse::<u64>) {
+        None => None,
+        Some(Ok(seq)) => Some(seq),
+        Some(Err(_)) => return error(StatusCode::BAD_REQUEST, "since= takes a frame sequence number"),
+    };
+    let mut points = ui.latest.history(id);
+    let last_seq = points.last().map(|p| p.seq);
+    if let Some(since) = since {
+        points.retain(|p| p.seq > since);
+    }
     let model = ui.latest.model(id);
     ok(json!({
         "camera": id,
         "model": model.as_ref().map(|m| json!({ "name": m.name, "id": m.id, "sha": m.sha })),
         "calibration": model.as_ref().and_then(|m| m.threshold.clone()),
-        "points": ui.latest.history(id),
+        "last_seq": last_seq,
+        "points": points,
     }))
 }
 

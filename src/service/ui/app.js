@@ -6,6 +6,7 @@ const SVG = "http://www.w3.org/2000/svg";
 const REFRESH_MS = 1000;
 const ALARMS_MS = 2000;
 const HIST_BINS = 30;
+const HISTORY = 1200; // points the daemon keeps per camera
 
 const ui = {
   cameras: [],
@@ -109,12 +110,19 @@ async function refreshCameras() {
 
 // ---- scores: chart, histogram, slider -------------------------------------------------
 
+// Fetches only the points after the last one held; all of them again after a restart.
 async function refreshScores() {
   if (!ui.camera) return;
   try {
-    const s = await getJson(`/api/cameras/${encodeURIComponent(ui.camera)}/scores`);
+    const held = ui.points.length ? ui.points[ui.points.length - 1].seq : null;
+    const since = held === null ? "" : `?since=${held}`;
+    const s = await getJson(`/api/cameras/${encodeURIComponent(ui.camera)}/scores${since}`);
     if (s.camera !== ui.camera) return;
-    ui.points = s.points;
+    if (held !== null && (s.last_seq === null || s.last_seq < held)) {
+      ui.points = [];
+      return refreshScores();
+    }
+    ui.points = held === null ? s.points : ui.points.concat(s.points).slice(-HISTORY);
     ui.calibration = s.calibration;
     drawChart();
     drawHistogram();
