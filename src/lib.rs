@@ -19,6 +19,8 @@
 //!                       ├─ MQTT publisher (results: drop + count when the client queue is full;
 //!                       │   alarms: durable on-disk outbox, replayed after outages and restarts)
 //!                       ├─ evidence store (frame + heatmap on alarms; retention by count/bytes)
+//!                       ├─ latest decisions (scores, alarms, a live-view frame while watched)
+//!                       │   ◄── HTTP: /healthz, /readyz, /metrics, the set-up page /ui/ + /api/
 //!                       └─ triggered cameras: channel (64, block) ──► station task: one part
 //!                          result per trigger (durable, like alarms) and the ready handshake
 //! ```
@@ -46,6 +48,8 @@
 //! - [`sparkplug`]: optional Sparkplug B edge node (cameras as devices, births, report by
 //!   exception, rebirth, threshold and acknowledge commands) on its own MQTT connection.
 //! - [`flow`]: frames, edges, verdicts and the model identity: the leaf types below the stages.
+//! - [`service`]: the daemon's assembly and what it shows outside: systemd notification, the
+//!   watchdog, health, metrics, reload, and the set-up page with its JSON API.
 //! - [`telemetry`]: typed internal events (drops, errors, alarms, reloads) that log and count.
 //! - [`cli`]: the command line; `main.rs` only calls it.
 
