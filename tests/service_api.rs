@@ -88,6 +88,27 @@ async fn the_api_reads_cameras_and_scores_and_changes_a_threshold_only_with_the_
     assert!(!newer.is_empty() && newer.iter().all(|p| p["seq"].as_u64() > Some(held)), "{newer:?}");
     assert_eq!(call(addr, "GET", "/api/cameras/cam/scores?since=soon", None, "").await.0, 400);
 
+    // Live views: a bounded number at once, and a closed one frees its place.
+    let mut views = Vec::new();
+    for _ in 0..4 {
+        let (head, stream) = open_stream(addr, "/api/cameras/cam/live.mjpg?fps=2").await;
+        assert!(head.contains(" 200 ") && head.contains("multipart/x-mixed-replace"), "{head}");
+        views.push(stream);
+    }
+    let (head, _) = open_stream(addr, "/api/cameras/cam/live.mjpg").await;
+    assert!(head.contains(" 503 "), "a fifth view: {head}");
+    assert_eq!(call(addr, "GET", "/api/cameras/cam/live.mjpg?fps=99", None, "").await.0, 400);
+    drop(views);
+    let until = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (head, _) = open_stream(addr, "/api/cameras/cam/live.mjpg").await;
+        if head.contains(" 200 ") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < until, "closed views never freed their places: {head}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     // Changes need the token.
     let set = r#"{"threshold": 5.5}"#;
     let path = "/api/cameras/cam/threshold";
@@ -106,6 +127,22 @@ async fn the_api_reads_cameras_and_scores_and_changes_a_threshold_only_with_the_
 
     assert_eq!(daemon.signal_and_wait("TERM", WAIT), Some(0), "{}", daemon.log());
     assert!(!daemon.log().contains(TOKEN), "the token must never be logged");
+}
+
+/// Sends a GET and returns the response head, keeping the connection (a stream) open.
+async fn open_stream(addr: SocketAddr, path: &str) -> (String, tokio::net::TcpStream) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+    stream.write_all(head.as_bytes()).await.expect("send");
+    let mut got = Vec::new();
+    let mut byte = [0u8; 1];
+    while !got.ends_with(b"\r\n\r\n") {
+        let n =
+            tokio::time::timeout(WAIT, stream.read(&mut byte)).await.expect("a response head").expect("read");
+        assert!(n == 1, "closed before the head: {}", String::from_utf8_lossy(&got));
+        got.push(byte[0]);
+    }
+    (String::from_utf8_lossy(&got).into_owned(), stream)
 }
 
 /// The first answer once the endpoint listens.
