@@ -223,3 +223,33 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+#[test]
+fn piping_into_head_ends_quietly() {
+    // `inspectd score … | head -1`: the reader goes after one line; the scorer must end
+    // without a panic or a backtrace, as any Unix tool would.
+    let (model, data) = fixture();
+    let folders: Vec<PathBuf> = ["test/good", "test/hole", "test/scratch", "train/good"]
+        .iter()
+        .map(|f| data.join(f))
+        .filter(|f| f.is_dir())
+        .collect();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_inspectd"))
+        .args(["score", "--batch", "1", "--model", model.to_str().unwrap()])
+        .args(&folders)
+        .env("INSPECTD_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
+    assert!(first.contains("\"score\""), "{first}");
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{stderr}");
+    use std::os::unix::process::ExitStatusExt;
+    assert!(out.status.success() || out.status.signal() == Some(libc::SIGPIPE), "{:?}", out.status);
+}

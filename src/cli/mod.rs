@@ -92,16 +92,33 @@ impl RuntimeArgs {
     }
 }
 
+/// `inspectd score … | head` must end quietly when `head` has read enough, as Unix tools do,
+/// not panic with a backtrace: the commands that only print restore the default SIGPIPE
+/// action (Rust ignores it, for sockets). The daemon and replay, which talk to a broker,
+/// keep it ignored.
+fn quiet_on_closed_pipe() {
+    // SAFETY: signal(2) with SIG_DFL has no preconditions; it is set before the command starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Runs the parsed command line and returns the process exit code.
 pub fn main(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::CheckConfig(args) => run::check(args),
         Command::Replay(args) => replay::run(args),
-        Command::Score(args) => score::run(args),
+        Command::Score(args) => {
+            quiet_on_closed_pipe();
+            score::run(args)
+        }
         Command::Bench(args) => bench::run(args),
         Command::Train(args) => train::run(args),
-        Command::Eval(args) => eval::run(args),
+        Command::Eval(args) => {
+            quiet_on_closed_pipe();
+            eval::run(args)
+        }
         Command::DemoData(args) => demo_data::run(args),
     };
     match result {
