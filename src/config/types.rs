@@ -291,12 +291,12 @@ pub struct HttpConfig {
     /// `host:port`; empty disables the endpoint.
     #[serde(default = "default_http_bind")]
     pub bind: String,
-    /// Serve the set-up API (`/api/...`) on the same endpoint. Off by default: it shows
-    /// scores and evidence of the line.
+    /// Serve the set-up page (`/ui/`) and its API (`/api/...`) on the same endpoint. Off by
+    /// default: it shows the line's frames, scores and evidence.
     #[serde(default)]
     pub ui: bool,
-    /// Changes through the API (a threshold) need `Authorization: Bearer <token>`; without a
-    /// token configured, the API is read-only.
+    /// Changes through the page or the API (a threshold, an acknowledgement, "mark as good")
+    /// need `Authorization: Bearer <token>`; without a token configured, they are read-only.
     #[serde(default)]
     pub ui_token: Option<UiToken>,
 }
