@@ -56,6 +56,10 @@ kind = "gige"
 camera = "Aravis-Fake-GV01"
 pixel_format = "bayer_bggr8"
 fps = 10.0
+# The fake camera's smooth test image has a tiny fraction of the washers' focus measure: the
+# out-of-focus check would call every frame invalid (tests/daemon_frame_health.rs tests it).
+[cameras.gev.health]
+min_focus_ratio = 0.0
 "#,
         head = config_head(NODE, &dir.0, broker.port)
     );
@@ -129,6 +133,9 @@ trigger = {{ input = "software", timeout_s = 3.0 }}
 kind = "gige"
 camera = "Aravis-Fake-GV01"
 pixel_format = "bayer_bggr8"
+# As above: the fake camera's smooth image is nothing like the washers' focus.
+[cameras.tg.health]
+min_focus_ratio = 0.0
 "#,
         head = config_head(TRIGGER_NODE, &dir.0, broker.port)
     );

@@ -23,6 +23,7 @@ fn camera_status() -> CameraStatus {
         last_frame_at: Some("2026-11-28T15:04:08.100Z".into()),
         last_scored_at: None,
         model: Some("bottle".into()),
+        reason: None,
     }
 }
 

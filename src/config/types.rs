@@ -383,6 +383,8 @@ pub struct CameraConfig {
     #[serde(default)]
     pub alarm: AlarmConfig,
     #[serde(default)]
+    pub health: FrameHealthConfig,
+    #[serde(default)]
     pub evidence: CameraEvidence,
     #[serde(default = "default_true")]
     pub enabled: bool,
@@ -494,6 +496,68 @@ const fn default_clear() -> usize {
 impl Default for AlarmConfig {
     fn default() -> Self {
         AlarmConfig { k: default_k(), n: default_n(), clear_after: default_clear(), latch: false }
+    }
+}
+
+/// Frame health: which frames are too broken to judge (`[cameras.X.health]`). Such a frame
+/// gets verdict `invalid` with the reason, never `OK`, and `alarm` debounces a camera-health
+/// alarm over them like the defect alarm over NG frames.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrameHealthConfig {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// This many byte-identical frames in a row make the stream frozen (0: never). A real
+    /// sensor's noise makes two frames differ; a stuck driver or decoder repeats one.
+    #[serde(default = "default_frozen_frames")]
+    pub frozen_frames: usize,
+    /// Luma at or below which a pixel counts as clipped dark.
+    #[serde(default = "default_dark_level")]
+    pub dark_level: u8,
+    /// Luma at or above which a pixel counts as clipped bright.
+    #[serde(default = "default_bright_level")]
+    pub bright_level: u8,
+    /// A frame with more than this fraction of its pixels clipped dark (or bright) is badly
+    /// exposed (a covered lens, a failed light, a saturated sensor).
+    #[serde(default = "default_clipped_fraction")]
+    pub clipped_fraction: f32,
+    /// A frame whose focus measure (variance of the Laplacian) is below this fraction of the
+    /// model's calibration images' median is out of focus (0: never). Needs a bundle trained
+    /// by this version, which stores that median.
+    #[serde(default = "default_min_focus_ratio")]
+    pub min_focus_ratio: f32,
+    /// The camera-health alarm: `k` unusable frames of the last `n` raise it.
+    #[serde(default)]
+    pub alarm: AlarmConfig,
+}
+
+const fn default_frozen_frames() -> usize {
+    30
+}
+const fn default_dark_level() -> u8 {
+    10
+}
+const fn default_bright_level() -> u8 {
+    245
+}
+const fn default_clipped_fraction() -> f32 {
+    0.95
+}
+const fn default_min_focus_ratio() -> f32 {
+    0.25
+}
+
+impl Default for FrameHealthConfig {
+    fn default() -> Self {
+        FrameHealthConfig {
+            enabled: true,
+            frozen_frames: default_frozen_frames(),
+            dark_level: default_dark_level(),
+            bright_level: default_bright_level(),
+            clipped_fraction: default_clipped_fraction(),
+            min_focus_ratio: default_min_focus_ratio(),
+            alarm: AlarmConfig::default(),
+        }
     }
 }
 

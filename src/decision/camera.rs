@@ -163,7 +163,7 @@ impl CameraDecision {
         let verdict = if score >= threshold || score.is_nan() { Verdict::Ng } else { Verdict::Ok };
         let regions = match verdict {
             Verdict::Ng => regions(map, threshold, self.min_area),
-            Verdict::Ok => Vec::new(),
+            Verdict::Ok | Verdict::Invalid => Vec::new(),
         };
         let alarm = self.alarm.observe(Observation { seq, verdict, score, threshold, at });
         Decision { seq, verdict, score, threshold, regions, alarm, state: self.state_change() }

@@ -9,12 +9,14 @@
 pub mod alarm;
 pub mod camera;
 pub mod event;
+pub mod health;
 pub mod regions;
 pub mod threshold;
 
 pub use alarm::{validate, AckOutcome, AckTarget, AlarmConfigProblem, AlarmMachine, Observation};
 pub use camera::{AckReply, CameraDecision, Decision, DecisionError, DEFAULT_MIN_AREA};
 pub use event::{AlarmEvent, AlarmKind, AlarmState};
+pub use health::{FrameHealth, Unusable};
 pub use regions::{regions, MAX_REGIONS};
 pub use threshold::{
     RuntimeThreshold, ThresholdChange, ThresholdLayers, ThresholdRequest, ThresholdSource, ThresholdState,

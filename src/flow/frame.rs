@@ -53,4 +53,7 @@ pub enum Verdict {
     Ok,
     #[serde(rename = "NG")]
     Ng,
+    /// The frame could not be judged (frozen, badly exposed, out of focus): never OK.
+    #[serde(rename = "invalid")]
+    Invalid,
 }

@@ -27,6 +27,19 @@ pub struct Manifest {
     pub threshold: Option<Threshold>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub training: Option<Provenance>,
+    /// Focus measure of the calibration images, for the daemon's out-of-focus check; absent
+    /// in bundles from before it (the check is then skipped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub focus: Option<FocusStats>,
+}
+
+/// The variance of the Laplacian of the calibration images' luma, at model size.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FocusStats {
+    pub images: usize,
+    pub median: f32,
+    pub min: f32,
 }
 
 /// Identity of the model, as published in every result.
@@ -251,6 +264,7 @@ impl Manifest {
             weights: file("weights.safetensors"),
             threshold: None,
             training: None,
+            focus: None,
         }
     }
 }

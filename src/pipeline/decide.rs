@@ -15,7 +15,9 @@ use super::latest::{LatestDecisions, ScorePoint, ViewFrame};
 use super::scoring::ScoredFrame;
 use super::thresholds::ThresholdStore;
 use crate::config::types::{CameraEvidence, ResultMode, ResultPolicy};
-use crate::decision::{AckTarget, AlarmEvent, AlarmKind, CameraDecision, Decision, ThresholdRequest};
+use crate::decision::{
+    AckTarget, AlarmEvent, AlarmKind, CameraDecision, Decision, FrameHealth, ThresholdRequest, Unusable,
+};
 use crate::evidence::{EvidenceLimiter, EvidencePaths};
 use crate::flow::frame::Verdict;
 use crate::flow::trigger::PartTag;
@@ -39,6 +41,10 @@ pub enum DecisionInput {
     },
 }
 
+/// Why a camera's frames cannot be judged now (frame health): written by the decision stage,
+/// read by the camera's status reporter; a streaming camera with a reason is `degraded`.
+pub type Degraded = Arc<std::sync::Mutex<Option<String>>>;
+
 /// Per-camera state of the decision stage.
 pub struct CameraOutputs {
     pub decision: CameraDecision,
@@ -49,6 +55,10 @@ pub struct CameraOutputs {
     pub decided: u64,
     /// Prometheus series of this camera (absent in tools that do not serve metrics).
     pub metrics: Option<crate::telemetry::CameraMetrics>,
+    /// Frame-health checks and the camera-health alarm (`None`: every frame is judged).
+    pub health: Option<FrameHealth>,
+    /// Why the camera is degraded while its camera-health alarm is active, for its status.
+    pub degraded: Degraded,
 }
 
 /// Counters for metrics.
@@ -124,6 +134,27 @@ impl DecisionStage {
             warn!(camera = %camera, "Frame from an unknown camera dropped.");
             return;
         };
+        if let Some(health) = cam.health.as_mut() {
+            let unusable = health.check(&f.frame);
+            let event = health.observe(&f.frame, unusable.is_some());
+            let reason = unusable.as_ref().map(Unusable::reason);
+            let degraded = event.as_ref().map(|e| e.kind == AlarmKind::Raised);
+            if let Some(event) = &event {
+                self.outputs.publish_health_alarm(&camera, event, reason.clone());
+            }
+            let mut slot = cam.degraded.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            match (degraded, &reason) {
+                (Some(false), _) => *slot = None,
+                (Some(true), _) => slot.clone_from(&reason),
+                (None, Some(r)) if slot.is_some() => *slot = Some(r.clone()),
+                _ => {}
+            }
+            drop(slot);
+            if let Some(reason) = reason {
+                return self.invalid(&camera, f, reason);
+            }
+        }
+        let Some(cam) = self.cameras.get_mut(&camera) else { return };
         let j = judge(&camera, cam, &f, &self.results, &mut self.limiter, Instant::now());
         cam.last_scored_ms.store(unix_ms(f.scored_at), Ordering::Relaxed);
         self.stats.frames.fetch_add(1, Ordering::Relaxed);
@@ -170,6 +201,56 @@ impl DecisionStage {
             // Blocks briefly when the station task is behind: a part verdict is never dropped.
             if parts.blocking_send(StationInput::Observed(observation)).is_err() {
                 warn!(camera = %camera, part_id = %tag.part_id, "Part verdict not delivered: the station task has stopped.");
+            }
+        }
+    }
+
+    /// A frame too broken to judge: verdict `invalid` with the reason, always published (like
+    /// an NG frame), never counted towards the defect alarm, and a triggered camera's part
+    /// is answered `invalid`.
+    fn invalid(&mut self, camera: &str, f: ScoredFrame, reason: String) {
+        let Some(cam) = self.cameras.get_mut(camera) else { return };
+        cam.last_scored_ms.store(unix_ms(f.scored_at), Ordering::Relaxed);
+        cam.decided += 1;
+        self.stats.frames.fetch_add(1, Ordering::Relaxed);
+        let d = Decision {
+            seq: f.frame.seq,
+            verdict: Verdict::Invalid,
+            score: f.score,
+            threshold: cam.decision.threshold(),
+            regions: Vec::new(),
+            alarm: None,
+            state: None,
+        };
+        let point = ScorePoint {
+            t: unix_ms(f.frame.captured_at),
+            seq: f.frame.seq,
+            score: d.score,
+            threshold: d.threshold,
+            verdict: d.verdict,
+            alarm_active: cam.decision.state().active,
+        };
+        self.latest.record_frame(camera, point, &f.model, || ViewFrame {
+            seq: f.frame.seq,
+            captured_at: f.frame.captured_at,
+            width: f.frame.width,
+            height: f.frame.height,
+            rgb: f.frame.rgb.clone(),
+            map: f.map.clone(),
+            regions: Vec::new(),
+            score: d.score,
+            threshold: d.threshold,
+            verdict: d.verdict,
+        });
+        if wants_result(&self.results, d.verdict, cam.decided) {
+            let mut msg = result_message(&f, &d);
+            msg.reason = Some(reason);
+            self.outputs.publish_result(camera, msg);
+        }
+        if let (Some(tag), Some(parts)) = (&f.frame.part, &self.parts) {
+            let observation = observation(camera, tag, &f, &d, None);
+            if parts.blocking_send(StationInput::Observed(observation)).is_err() {
+                warn!(camera, part_id = %tag.part_id, "Part verdict not delivered: the station task has stopped.");
             }
         }
     }
@@ -279,15 +360,17 @@ pub fn alarm_message(event: &AlarmEvent, paths: Option<EvidencePaths>) -> AlarmM
             frame: p.frame.display().to_string(),
             heatmap: p.heatmap.display().to_string(),
         }),
+        reason: None,
     }
 }
 
 pub(crate) fn wants_result(policy: &ResultPolicy, verdict: Verdict, decided: u64) -> bool {
     match policy.mode {
         ResultMode::All => true,
-        ResultMode::Ng => verdict == Verdict::Ng,
+        // An invalid frame goes out like an NG one: a consumer must see the camera cannot judge.
+        ResultMode::Ng => verdict != Verdict::Ok,
         ResultMode::EveryN => {
-            verdict == Verdict::Ng || decided % policy.every.max(1) == 1 % policy.every.max(1)
+            verdict != Verdict::Ok || decided % policy.every.max(1) == 1 % policy.every.max(1)
         }
     }
 }
@@ -308,6 +391,7 @@ pub fn result_message(f: &ScoredFrame, d: &Decision) -> ResultMessage {
         regions: d.regions.clone(),
         model: ModelRef { id: f.model.id.clone(), sha: f.model.sha.clone() },
         replay: None,
+        reason: None,
     }
 }
 

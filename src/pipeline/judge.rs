@@ -120,6 +120,28 @@ impl Outputs {
         }
     }
 
+    /// A result message as it is (the invalid-frame path builds its own).
+    pub fn publish_result(&self, camera: &str, mut msg: ResultMessage) {
+        let Some(publisher) = &self.publisher else { return };
+        msg.replay = self.replay.then_some(true);
+        if let Err(e) = publisher.publish_result(camera, &msg) {
+            warn!(camera, "Result not published: {e}");
+        }
+    }
+
+    /// A camera-health alarm event, stored durably like a defect alarm, and logged.
+    pub fn publish_health_alarm(&self, camera: &str, event: &AlarmEvent, reason: Option<String>) {
+        if let Some(publisher) = &self.publisher {
+            let mut msg = alarm_message(event, None);
+            msg.reason.clone_from(&reason);
+            if let Err(e) = publisher.publish_health_alarm_blocking(camera, &msg) {
+                tracing::error!(camera, alarm_id = %msg.alarm_id, "Camera-health alarm not stored: {e}");
+            }
+        }
+        tracing::warn!(camera, alarm_id = %event.alarm_id, event = ?event.kind, reason = reason.as_deref().unwrap_or(""),
+            "Camera-health alarm: its frames cannot be judged.");
+    }
+
     /// An alarm event, counted and logged, then stored durably in the outbox.
     pub fn publish_alarm(&self, camera: &str, event: &AlarmEvent, paths: Option<EvidencePaths>) {
         if event.kind == AlarmKind::Raised {

@@ -58,6 +58,9 @@ pub struct CameraStatus {
     pub last_scored_at: Option<String>,
     /// Name of the model bundle scoring this camera, when one is loaded.
     pub model: Option<String>,
+    /// Why the camera is `degraded`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,6 +68,8 @@ pub struct CameraStatus {
 pub enum CameraState {
     Starting,
     Streaming,
+    /// Streaming, but its frames cannot be judged (frame health): `reason` says why.
+    Degraded,
     Reconnecting,
     Error,
     Stopped,
@@ -94,6 +99,9 @@ pub struct ResultMessage {
     /// Set by `inspectd replay`, so live consumers can ignore re-scored recordings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replay: Option<bool>,
+    /// Why the verdict is `invalid` (frozen, underexposed, overexposed, out of focus).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Which model bundle produced a verdict.
@@ -119,6 +127,9 @@ pub struct AlarmMessage {
     pub started_at: String,
     /// Saved frame and heatmap, when evidence is kept for this alarm.
     pub evidence: Option<Evidence>,
+    /// A camera-health alarm's reason (the last unusable frame's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -285,11 +296,13 @@ mod tests {
             regions: vec![],
             model: ModelRef { id: "m".into(), sha: "ab".into() },
             replay: None,
+            reason: None,
         };
         let v = encoded(&result);
         assert_eq!(v["pts"], Value::Null);
         assert_eq!(v["verdict"], "OK");
         assert!(v.get("replay").is_none(), "replay is only written by replay runs");
+        assert!(v.get("reason").is_none(), "reason is only written on invalid frames");
     }
 
     #[test]

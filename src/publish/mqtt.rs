@@ -264,6 +264,17 @@ impl PublishHandle {
         self.store_alarm(&topic, &payload)
     }
 
+    /// A camera-health alarm event, stored durably like a defect alarm.
+    pub fn publish_health_alarm_blocking(
+        &self,
+        camera: &str,
+        msg: &AlarmMessage,
+    ) -> Result<u64, PublishError> {
+        let topic = self.shared.topics.health_alarm(camera)?;
+        let payload = encode(&topic, msg)?;
+        self.store_alarm(&topic, &payload)
+    }
+
     /// Sets the camera's retained status; sent now if connected, and again after reconnects.
     pub fn publish_camera_status(&self, camera: &str, status: &CameraStatus) -> Result<(), PublishError> {
         let topic = self.shared.topics.camera_status(camera)?;

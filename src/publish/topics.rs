@@ -38,6 +38,11 @@ impl Topics {
         self.camera(camera, "alarm")
     }
 
+    /// The camera-health alarm (frame health), beside the defect alarm.
+    pub fn health_alarm(&self, camera: &str) -> Result<String, PublishError> {
+        self.camera(camera, "health/alarm")
+    }
+
     pub fn alarm_state(&self, camera: &str) -> Result<String, PublishError> {
         self.camera(camera, "alarm/state")
     }

@@ -44,7 +44,11 @@ impl Annotator {
 
 /// A bar across the top: the verdict colour, then "OK"/"NG" and the score in a 5×7 font.
 fn draw_banner(img: &mut RgbImage, score: f32, verdict: Verdict) {
-    let colour = if verdict == Verdict::Ng { Rgb([200, 30, 30]) } else { Rgb([30, 150, 60]) };
+    let (colour, label) = match verdict {
+        Verdict::Ng => (Rgb([200, 30, 30]), "NG"),
+        Verdict::Ok => (Rgb([30, 150, 60]), "OK"),
+        Verdict::Invalid => (Rgb([120, 120, 120]), "INVALID"),
+    };
     let scale = (img.width() / 128).max(1);
     let bar = 11 * scale;
     for y in 0..bar.min(img.height()) {
@@ -52,7 +56,7 @@ fn draw_banner(img: &mut RgbImage, score: f32, verdict: Verdict) {
             img.put_pixel(x, y, colour);
         }
     }
-    let text = format!("{} {score:.3}", if verdict == Verdict::Ng { "NG" } else { "OK" });
+    let text = format!("{label} {score:.3}");
     draw_text(img, &text, 2 * scale, 2 * scale, scale, Rgb([255, 255, 255]));
 }
 

@@ -291,6 +291,9 @@ impl Consumer {
                     last_scored_ms: Arc::default(),
                     decided: 0,
                     metrics: None,
+                    // Replay judges every frame of a recording as it is.
+                    health: None,
+                    degraded: Default::default(),
                 })
             }
         };

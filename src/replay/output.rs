@@ -86,7 +86,11 @@ impl LineWriter {
             Format::Csv => {
                 let alarms: Vec<String> =
                     line.alarms.iter().map(|a| format!("{}:{}", a.event, a.alarm_id)).collect();
-                let verdict = if line.verdict == Verdict::Ng { "NG" } else { "OK" };
+                let verdict = match line.verdict {
+                    Verdict::Ng => "NG",
+                    Verdict::Ok => "OK",
+                    Verdict::Invalid => "invalid",
+                };
                 writeln!(
                     self.out,
                     "{},{},{},{},{},{},{},{},{}",

@@ -22,6 +22,7 @@ use super::reload::{self, ReloadError};
 use super::sparkplug;
 use super::status::{report_camera_status, CameraStatusFeed};
 use crate::config::types::CameraConfig;
+use crate::decision::FrameHealth;
 use crate::decision::{thresholds, CameraDecision};
 use crate::evidence::{EvidenceLimiter, EvidenceStore};
 use crate::flow::edge::{edge_with_signal, EdgeReceiver, Signal};
@@ -324,7 +325,12 @@ fn start(
         let mut feed = camera_outputs(id, &cam.config, model)?;
         svc.metrics.set_model(id, &model.identity);
         feed.metrics = Some(svc.metrics.camera(id));
-        feeds.push((id.to_string(), feed.last_scored_ms.clone(), model.identity.name.clone()));
+        feeds.push((
+            id.to_string(),
+            feed.last_scored_ms.clone(),
+            model.identity.name.clone(),
+            feed.degraded.clone(),
+        ));
         outputs.insert(id.to_string(), feed);
     }
     let evidence = EvidenceStore::from_config(&config.evidence, &config.node.state_dir)
@@ -413,12 +419,36 @@ fn camera_outputs(id: &str, cam: &CameraConfig, model: &LoadedModel) -> Result<C
         .and_then(|d| d.with_threshold_override(configured))
         .map(|d| d.with_calibration(model.identity.threshold.clone()))
         .map_err(|e| DaemonError::Camera { camera: id.to_string(), reason: e.to_string() })?;
+    let health = &cam.health;
+    let bad_fraction = !(health.clipped_fraction > 0.0 && health.clipped_fraction <= 1.0);
+    if bad_fraction || !(health.min_focus_ratio >= 0.0 && health.min_focus_ratio.is_finite()) {
+        return Err(DaemonError::Camera {
+            camera: id.to_string(),
+            reason: "health.clipped_fraction must be in (0, 1] and health.min_focus_ratio at least 0".into(),
+        });
+    }
+    let focus = model.bundle.manifest.focus.as_ref().map(|f| f.median);
+    if health.enabled && health.min_focus_ratio > 0.0 && focus.is_none() {
+        tracing::info!(camera = id, model = %model.identity.name,
+            "Out-of-focus check off: the bundle has no focus reference (retrain it to store one).");
+    }
+    let health = cam.health.enabled.then(|| FrameHealth::new(id, cam.health, focus)).transpose().map_err(
+        |problems| DaemonError::Camera {
+            camera: id.to_string(),
+            reason: format!(
+                "health.alarm: {}",
+                problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+            ),
+        },
+    )?;
     Ok(CameraOutputs {
         decision,
         evidence: cam.evidence,
         last_scored_ms: Arc::new(AtomicU64::new(0)),
         decided: 0,
         metrics: None,
+        health,
+        degraded: Default::default(),
     })
 }
 
@@ -446,7 +476,7 @@ struct Streams<'a> {
     board: &'a HealthBoard,
     cancel: &'a CancellationToken,
     publisher: &'a MqttPublisher,
-    feeds: &'a [(String, Arc<AtomicU64>, String)],
+    feeds: &'a [(String, Arc<AtomicU64>, String, crate::pipeline::decide::Degraded)],
     slots: &'a HashMap<String, ModelSlot>,
     supervisor: &'a Supervisor,
     telemetry: &'a Arc<Telemetry>,
@@ -494,11 +524,13 @@ fn start_streams(
             board.add_camera(id, &name, status_rx.clone());
             statuses.insert(id.to_string(), status_rx.clone());
             inputs.push(rx);
-            let (_, scored, model_name) = feeds.iter().find(|(c, _, _)| c == *id).expect("feed per camera");
+            let (_, scored, model_name, degraded) =
+                feeds.iter().find(|(c, _, _, _)| c == *id).expect("feed per camera");
             let feed = CameraStatusFeed {
                 camera: id.to_string(),
                 model: model_name.clone(),
                 last_scored_ms: scored.clone(),
+                degraded: degraded.clone(),
                 telemetry: Arc::clone(telemetry),
                 interval: settings.status_interval,
             };

@@ -117,5 +117,6 @@ fn verdict(v: crate::flow::frame::Verdict) -> &'static str {
     match v {
         crate::flow::frame::Verdict::Ok => "OK",
         crate::flow::frame::Verdict::Ng => "NG",
+        crate::flow::frame::Verdict::Invalid => "invalid",
     }
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::pipeline::decide::Degraded;
 use crate::publish::messages::{self, CameraState, CameraStatus};
 use crate::publish::PublishHandle;
 use crate::source::{SourceState, SourceStatus};
@@ -19,6 +20,9 @@ pub struct CameraStatusFeed {
     pub model: String,
     /// Wall-clock ms of the last scored frame (0: none yet), written by the decision stage.
     pub last_scored_ms: Arc<AtomicU64>,
+    /// Why the camera's frames cannot be judged now (frame health), written by the decision
+    /// stage; a streaming camera with a reason is `degraded`.
+    pub degraded: Degraded,
     /// Where the frames the camera's edge dropped (scoring fell behind) are counted.
     pub telemetry: Arc<Telemetry>,
     pub interval: Duration,
@@ -60,9 +64,12 @@ pub async fn report_camera_status(
 
 fn message(feed: &CameraStatusFeed, s: &SourceStatus) -> CameraStatus {
     let scored = feed.last_scored_ms.load(Ordering::Relaxed);
+    let degraded = feed.degraded.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    let degraded = degraded.filter(|_| s.state == SourceState::Streaming);
     CameraStatus {
         state: match s.state {
             SourceState::Starting => CameraState::Starting,
+            SourceState::Streaming if degraded.is_some() => CameraState::Degraded,
             SourceState::Streaming => CameraState::Streaming,
             SourceState::Reconnecting => CameraState::Reconnecting,
             SourceState::Error => CameraState::Error,
@@ -73,5 +80,6 @@ fn message(feed: &CameraStatusFeed, s: &SourceStatus) -> CameraStatus {
         last_frame_at: s.last_frame_at.map(messages::timestamp),
         last_scored_at: (scored > 0).then(|| messages::timestamp(UNIX_EPOCH + Duration::from_millis(scored))),
         model: Some(feed.model.clone()),
+        reason: degraded,
     }
 }

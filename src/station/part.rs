@@ -57,7 +57,20 @@ impl OpenPart {
             cameras.iter().filter(|c| !self.reported.contains_key(*c)).map(String::as_str).collect();
         let (verdict, reason) = if missing.is_empty() {
             let ng = self.reported.values().any(|c| c.verdict == Verdict::Ng);
-            (if ng { PartVerdict::Ng } else { PartVerdict::Ok }, None)
+            let unusable: Vec<&str> = self
+                .reported
+                .iter()
+                .filter(|(_, c)| c.verdict == Verdict::Invalid)
+                .map(|(camera, _)| camera.as_str())
+                .collect();
+            if ng {
+                (PartVerdict::Ng, None)
+            } else if !unusable.is_empty() {
+                // A camera that could not judge its frame never lets the part pass.
+                (PartVerdict::Invalid, Some(format!("unusable frame from {}", unusable.join(", "))))
+            } else {
+                (PartVerdict::Ok, None)
+            }
         } else {
             (PartVerdict::Timeout, Some(format!("no frame from {} before the deadline", missing.join(", "))))
         };

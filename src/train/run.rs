@@ -180,6 +180,7 @@ pub fn train(
     let mut bundle = assemble(s, &desc, &norm, &backbone_onnx, &fitted)?;
     on(TrainEvent::Calibrating { images: holdout_set.len() });
     bundle.manifest.threshold = calibrate_bundle(runtime, &bundle, &holdout_set, s)?;
+    bundle.manifest.focus = focus_stats(if holdout_set.is_empty() { &train_set } else { &holdout_set });
     let final_loss = fitted.epoch_losses.last().copied().unwrap_or(f32::NAN);
     let epochs = fitted.epoch_losses.len();
     bundle.manifest.training = Some(Provenance {
@@ -209,6 +210,21 @@ pub fn train(
         threshold: threshold.map(|t| t.image),
         threshold_method: threshold.map(|t| t.method.clone()),
         elapsed_s: started.elapsed().as_secs_f32(),
+    })
+}
+
+/// The focus measure of the calibration images, which the daemon's out-of-focus check
+/// compares live frames with.
+fn focus_stats(images: &[RgbImage]) -> Option<crate::model::manifest::FocusStats> {
+    let mut focus: Vec<f32> = images.iter().map(crate::decision::health::focus_of).collect();
+    if focus.is_empty() {
+        return None;
+    }
+    focus.sort_by(f32::total_cmp);
+    Some(crate::model::manifest::FocusStats {
+        images: focus.len(),
+        median: focus[focus.len() / 2],
+        min: focus[0],
     })
 }
 

@@ -267,6 +267,7 @@ pub fn alarm(i: u64, event: AlarmEvent) -> AlarmMessage {
             frame: format!("/var/lib/inspectd/evidence/{i}.jpg"),
             heatmap: format!("/var/lib/inspectd/evidence/{i}-heat.jpg"),
         }),
+        reason: None,
     }
 }
 
@@ -284,6 +285,7 @@ pub fn result(seq: u64) -> ResultMessage {
         regions: vec![Region { x: 10, y: 20, w: 30, h: 12, peak: 9.5, area: 240 }],
         model: ModelRef { id: "bottle".into(), sha: "9f2c".into() },
         replay: None,
+        reason: None,
     }
 }
 

@@ -174,6 +174,8 @@ function drawChart() {
   chart.append(svg("polyline", { class: "threshold", points: steps.join(" ") }));
   for (const p of pts) {
     if (p.verdict === "NG") chart.append(svg("circle", { class: "ng", cx: x(p.t), cy: y(p.score), r: 2.5 }));
+    // A frame too broken to judge (frame health): marked at the bottom, never a score.
+    if (p.verdict === "invalid") chart.append(svg("rect", { class: "invalid", x: x(p.t) - 1, y: H - 6, width: 2, height: 6 }));
   }
   if (ui.slider !== null) {
     chart.append(svg("line", { class: "preview", x1: 0, x2: W, y1: y(ui.slider), y2: y(ui.slider) }));
