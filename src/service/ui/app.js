@@ -66,14 +66,20 @@ function setLive() {
   $("live").src = `/api/cameras/${encodeURIComponent(ui.camera)}/live.mjpg?fps=${$("fps").value}`;
 }
 
+let drawnNav = null;
+
 function drawCameras() {
   const nav = $("cameras");
-  nav.replaceChildren(...ui.cameras.map((c) => {
+  const navKey = JSON.stringify([ui.camera, ui.cameras.map((c) => c.id)]);
+  if (navKey !== drawnNav) {
+    drawnNav = navKey;
+    nav.replaceChildren(...ui.cameras.map((c) => {
     const b = el("button", { type: "button", "data-camera": c.id }, c.id);
     b.setAttribute("aria-current", String(c.id === ui.camera));
     b.addEventListener("click", () => selectCamera(c.id));
     return b;
-  }));
+    }));
+  }
   const c = ui.cameras.find((c) => c.id === ui.camera);
   $("empty").hidden = !!c;
   $("camera").hidden = !c;
@@ -267,7 +273,12 @@ async function refreshAlarms() {
   }
 }
 
+let drawnAlarms = null; // what the list shows, so an unchanged list is not rebuilt
+
 function drawAlarms(alarms) {
+  const json = JSON.stringify(alarms);
+  if (json === drawnAlarms) return;
+  drawnAlarms = json;
   const list = $("alarms");
   if (!alarms.length) {
     list.replaceChildren(el("li", { class: "none" }, "No alarms yet."));
