@@ -241,8 +241,11 @@ async fn the_set_up_page_works_in_a_real_browser() {
             "document.getElementById('token').value = '{TOKEN}'; document.querySelector('#alarms button.ack').click(); true"
         ));
     });
+    // Latched, the alarm clears only through an acknowledgement: either it stays up marked
+    // acknowledged (the camera is still NG) or the acknowledgement clears it at once.
     sub.expect("the alarm acknowledged from the page", WAIT, |m| {
-        m.topic.ends_with("/alarm/state") && m.json()["acknowledged"] == true
+        (m.topic.ends_with("/alarm/state") && m.json()["acknowledged"] == true)
+            || (m.topic.ends_with("/cam/alarm") && m.json()["event"] == "cleared")
     })
     .await;
 
