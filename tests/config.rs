@@ -433,3 +433,20 @@ fn genicam_settings_are_checked_before_any_camera_is_opened() {
         assert!(shown.contains(expected), "{expected}\n{shown}");
     }
 }
+
+#[test]
+fn frame_health_values_are_checked_naming_each_key() {
+    let file = Path::new("/etc/inspectd/inspectd.toml");
+    let text = format!(
+        "{BASE}[cameras.c.health]\nclipped_fraction = 1.5\nmin_focus_ratio = -0.1\n[cameras.c.health.alarm]\nk = 4\nn = 2\n"
+    );
+    let err = Settings::from_toml(&text, file).expect_err("bad health values");
+    let keys = keys(&err);
+    for key in
+        ["cameras.c.health.clipped_fraction", "cameras.c.health.min_focus_ratio", "cameras.c.health.alarm"]
+    {
+        assert!(keys.contains(&key), "{key} in {keys:?}");
+    }
+    let fine = format!("{BASE}[cameras.c.health]\nclipped_fraction = 0.99\nmin_focus_ratio = 0\n");
+    Settings::from_toml(&fine, file).expect("valid health values");
+}

@@ -130,29 +130,12 @@ impl DecisionStage {
 
     fn frame(&mut self, f: ScoredFrame) {
         let camera = f.frame.camera.to_string();
-        let Some(cam) = self.cameras.get_mut(&camera) else {
+        if !self.cameras.contains_key(&camera) {
             warn!(camera = %camera, "Frame from an unknown camera dropped.");
             return;
-        };
-        if let Some(health) = cam.health.as_mut() {
-            let unusable = health.check(&f.frame);
-            let event = health.observe(&f.frame, unusable.is_some());
-            let reason = unusable.as_ref().map(Unusable::reason);
-            let degraded = event.as_ref().map(|e| e.kind == AlarmKind::Raised);
-            if let Some(event) = &event {
-                self.outputs.publish_health_alarm(&camera, event, reason.clone());
-            }
-            let mut slot = cam.degraded.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            match (degraded, &reason) {
-                (Some(false), _) => *slot = None,
-                (Some(true), _) => slot.clone_from(&reason),
-                (None, Some(r)) if slot.is_some() => *slot = Some(r.clone()),
-                _ => {}
-            }
-            drop(slot);
-            if let Some(reason) = reason {
-                return self.invalid(&camera, f, reason);
-            }
+        }
+        if let Some(reason) = self.unusable(&camera, &f) {
+            return self.invalid(&camera, f, reason);
         }
         let Some(cam) = self.cameras.get_mut(&camera) else { return };
         let j = judge(&camera, cam, &f, &self.results, &mut self.limiter, Instant::now());
@@ -167,28 +150,9 @@ impl DecisionStage {
                 f.scored_at.duration_since(f.frame.captured_at).unwrap_or_default(),
             );
         }
-        let alarm_active = cam.decision.state().active;
         let d = &j.decision;
-        let point = ScorePoint {
-            t: unix_ms(f.frame.captured_at),
-            seq: f.frame.seq,
-            score: d.score,
-            threshold: d.threshold,
-            verdict: d.verdict,
-            alarm_active,
-        };
-        self.latest.record_frame(&camera, point, &f.model, || ViewFrame {
-            seq: f.frame.seq,
-            captured_at: f.frame.captured_at,
-            width: f.frame.width,
-            height: f.frame.height,
-            rgb: f.frame.rgb.clone(),
-            map: f.map.clone(),
-            regions: d.regions.clone(),
-            score: d.score,
-            threshold: d.threshold,
-            verdict: d.verdict,
-        });
+        let point = score_point(&f, d, cam.decision.state().active);
+        self.latest.record_frame(&camera, point, &f.model, || view_frame(&f, d));
         let evidence = self.outputs.apply(&camera, &camera, &f, &j);
         if let Some(event) = j.alarm() {
             self.latest.record_alarm(&camera, event, evidence.as_ref());
@@ -203,6 +167,27 @@ impl DecisionStage {
                 warn!(camera = %camera, part_id = %tag.part_id, "Part verdict not delivered: the station task has stopped.");
             }
         }
+    }
+
+    /// Frame health: why `f` cannot be judged, if it cannot. Raises and clears the camera's
+    /// camera-health alarm and sets its `degraded` reason while that alarm is active.
+    fn unusable(&mut self, camera: &str, f: &ScoredFrame) -> Option<String> {
+        let cam = self.cameras.get_mut(camera)?;
+        let health = cam.health.as_mut()?;
+        let unusable = health.check(&f.frame);
+        let event = health.observe(&f.frame, unusable.is_some());
+        let reason = unusable.as_ref().map(Unusable::reason);
+        if let Some(event) = &event {
+            self.outputs.publish_health_alarm(camera, event, reason.clone());
+        }
+        let mut degraded = cam.degraded.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match (event.map(|e| e.kind), &reason) {
+            (Some(AlarmKind::Cleared), _) => *degraded = None,
+            (Some(AlarmKind::Raised), _) => degraded.clone_from(&reason),
+            (None, Some(r)) if degraded.is_some() => *degraded = Some(r.clone()),
+            _ => {}
+        }
+        reason
     }
 
     /// A frame too broken to judge: verdict `invalid` with the reason, always published (like
@@ -222,26 +207,8 @@ impl DecisionStage {
             alarm: None,
             state: None,
         };
-        let point = ScorePoint {
-            t: unix_ms(f.frame.captured_at),
-            seq: f.frame.seq,
-            score: d.score,
-            threshold: d.threshold,
-            verdict: d.verdict,
-            alarm_active: cam.decision.state().active,
-        };
-        self.latest.record_frame(camera, point, &f.model, || ViewFrame {
-            seq: f.frame.seq,
-            captured_at: f.frame.captured_at,
-            width: f.frame.width,
-            height: f.frame.height,
-            rgb: f.frame.rgb.clone(),
-            map: f.map.clone(),
-            regions: Vec::new(),
-            score: d.score,
-            threshold: d.threshold,
-            verdict: d.verdict,
-        });
+        let point = score_point(&f, &d, cam.decision.state().active);
+        self.latest.record_frame(camera, point, &f.model, || view_frame(&f, &d));
         if wants_result(&self.results, d.verdict, cam.decided) {
             let mut msg = result_message(&f, &d);
             msg.reason = Some(reason);
@@ -313,6 +280,34 @@ impl DecisionStage {
             }
             self.outputs.publish_threshold_state(camera, &d.thresholds().state());
         }
+    }
+}
+
+/// A decided frame as the score history keeps it.
+fn score_point(f: &ScoredFrame, d: &Decision, alarm_active: bool) -> ScorePoint {
+    ScorePoint {
+        t: unix_ms(f.frame.captured_at),
+        seq: f.frame.seq,
+        score: d.score,
+        threshold: d.threshold,
+        verdict: d.verdict,
+        alarm_active,
+    }
+}
+
+/// The live-view copy of a decided frame (made only while someone watches).
+fn view_frame(f: &ScoredFrame, d: &Decision) -> ViewFrame {
+    ViewFrame {
+        seq: f.frame.seq,
+        captured_at: f.frame.captured_at,
+        width: f.frame.width,
+        height: f.frame.height,
+        rgb: f.frame.rgb.clone(),
+        map: f.map.clone(),
+        regions: d.regions.clone(),
+        score: d.score,
+        threshold: d.threshold,
+        verdict: d.verdict,
     }
 }
 

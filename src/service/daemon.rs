@@ -15,15 +15,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::board::{HealthBoard, UiHandles};
+use super::cameras::camera_outputs;
 use super::commands;
 use super::endpoints::Service;
 use super::models::{load_model, load_models, LoadedModel};
 use super::reload::{self, ReloadError};
 use super::sparkplug;
 use super::status::{report_camera_status, CameraStatusFeed};
-use crate::config::types::CameraConfig;
-use crate::decision::FrameHealth;
-use crate::decision::{thresholds, CameraDecision};
+use crate::decision::thresholds;
 use crate::evidence::{EvidenceLimiter, EvidenceStore};
 use crate::flow::edge::{edge_with_signal, EdgeReceiver, Signal};
 use crate::flow::frame::Frame;
@@ -31,7 +30,7 @@ use crate::flow::trigger::TriggerGate;
 use crate::model::bundle::BundleError;
 use crate::model::runtime::{Runtime, RuntimeError};
 use crate::model::scorer::ScoreError;
-use crate::pipeline::decide::{CameraOutputs, DecisionInput, DecisionStage, DecisionStats};
+use crate::pipeline::decide::{DecisionInput, DecisionStage, DecisionStats};
 use crate::pipeline::judge::Outputs;
 use crate::pipeline::latest::LatestDecisions;
 use crate::pipeline::scoring::{Batching, ModelIdentity, ModelSwap, ScoringStage, ScoringStats, SwapSlot};
@@ -402,53 +401,6 @@ fn start(
         sparkplug,
         status,
         supervisor,
-    })
-}
-
-fn camera_outputs(id: &str, cam: &CameraConfig, model: &LoadedModel) -> Result<CameraOutputs, DaemonError> {
-    let calibrated = model.identity.threshold.as_ref().map(|t| t.image);
-    let (threshold, configured) = thresholds(calibrated, cam.threshold).ok_or_else(|| DaemonError::Camera {
-        camera: id.to_string(),
-        reason: format!(
-            "model '{}' ({}) has no calibrated threshold: retrain it with held-out images or set cameras.{id}.threshold",
-            model.identity.name,
-            model.bundle.dir.display()
-        ),
-    })?;
-    let decision = CameraDecision::new(id, threshold, cam.alarm)
-        .and_then(|d| d.with_threshold_override(configured))
-        .map(|d| d.with_calibration(model.identity.threshold.clone()))
-        .map_err(|e| DaemonError::Camera { camera: id.to_string(), reason: e.to_string() })?;
-    let health = &cam.health;
-    let bad_fraction = !(health.clipped_fraction > 0.0 && health.clipped_fraction <= 1.0);
-    if bad_fraction || !(health.min_focus_ratio >= 0.0 && health.min_focus_ratio.is_finite()) {
-        return Err(DaemonError::Camera {
-            camera: id.to_string(),
-            reason: "health.clipped_fraction must be in (0, 1] and health.min_focus_ratio at least 0".into(),
-        });
-    }
-    let focus = model.bundle.manifest.focus.as_ref().map(|f| f.median);
-    if health.enabled && health.min_focus_ratio > 0.0 && focus.is_none() {
-        tracing::info!(camera = id, model = %model.identity.name,
-            "Out-of-focus check off: the bundle has no focus reference (retrain it to store one).");
-    }
-    let health = cam.health.enabled.then(|| FrameHealth::new(id, cam.health, focus)).transpose().map_err(
-        |problems| DaemonError::Camera {
-            camera: id.to_string(),
-            reason: format!(
-                "health.alarm: {}",
-                problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
-            ),
-        },
-    )?;
-    Ok(CameraOutputs {
-        decision,
-        evidence: cam.evidence,
-        last_scored_ms: Arc::new(AtomicU64::new(0)),
-        decided: 0,
-        metrics: None,
-        health,
-        degraded: Default::default(),
     })
 }
 

@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod board;
+mod cameras;
 mod commands;
 pub mod daemon;
 mod endpoints;

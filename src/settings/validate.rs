@@ -148,6 +148,29 @@ fn camera(p: &mut Vec<Problem>, c: &Config, id: &str, cam: &CameraConfig) {
     if a.clear_after == 0 {
         p.push(Problem::new(key("alarm.clear_after"), "must be at least 1"));
     }
+    let h = cam.health;
+    if !(h.clipped_fraction > 0.0 && h.clipped_fraction <= 1.0) {
+        p.push(Problem::new(
+            key("health.clipped_fraction"),
+            format!("must be in (0, 1], not {}", h.clipped_fraction),
+        ));
+    }
+    if !(h.min_focus_ratio >= 0.0 && h.min_focus_ratio.is_finite()) {
+        p.push(Problem::new(
+            key("health.min_focus_ratio"),
+            format!("must be 0 (off) or more, not {}", h.min_focus_ratio),
+        ));
+    }
+    let ha = h.alarm;
+    if ha.k == 0 || ha.n == 0 || ha.k > ha.n || ha.clear_after == 0 {
+        p.push(Problem::new(
+            key("health.alarm"),
+            format!(
+                "need 1 <= k <= n and clear_after >= 1 (k = {}, n = {}, clear_after = {})",
+                ha.k, ha.n, ha.clear_after
+            ),
+        ));
+    }
     if let Some(roi) = cam.roi {
         if roi.width == 0 || roi.height == 0 {
             p.push(Problem::new(key("roi"), "width and height must be positive"));
