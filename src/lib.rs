@@ -77,3 +77,4 @@ pub mod synth;
 pub mod telemetry;
 pub mod train;
 pub mod util;
+pub mod view;

@@ -53,6 +53,7 @@ fn fixture() -> &'static (PathBuf, PathBuf) {
             min_images: 2,
             video_frames: 120,
             live: None,
+            view: None,
         };
         let rt = Runtime::init(RuntimeSettings::default()).unwrap();
         train(&rt, &settings, &mut |_| {}).unwrap();

@@ -174,6 +174,7 @@ fn retrain(out: &Path) {
         min_images: 2,
         video_frames: 1,
         live: None,
+        view: None,
     };
     train(&Runtime::init(RuntimeSettings::default()).unwrap(), &settings, &mut |_| {}).unwrap();
 }

@@ -46,6 +46,7 @@ fn settings(data: &Path, out: &Path, epochs: usize, seed: u64) -> TrainSettings 
         min_images: 2,
         video_frames: 120,
         live: None,
+        view: None,
     }
 }
 

@@ -11,12 +11,15 @@ use serde::Serialize;
 use tracing::error;
 
 use super::RuntimeArgs;
-use crate::cfa::preprocess;
+use crate::decision::regions::regions;
+use crate::decision::DEFAULT_MIN_AREA;
+use crate::flow::frame::Region;
 use crate::heatmap;
 use crate::input::images;
 use crate::model::bundle::Bundle;
 use crate::model::runtime::Runtime;
-use crate::model::scorer::{ImageBatch, Scored, Scorer, StageTimes};
+use crate::model::scorer::{FrameScored, Scorer, StageTimes};
+use crate::view::View;
 
 #[derive(Debug, Args)]
 pub struct ScoreArgs {
@@ -45,6 +48,8 @@ struct ScoreLine<'a> {
     threshold: Option<f32>,
     verdict: Option<&'static str>,
     model: ModelRef<'a>,
+    /// Regions at or above the threshold, in the image's own pixels (calibrated models only).
+    regions: Vec<Region>,
     #[serde(skip_serializing_if = "Option::is_none")]
     heatmap: Option<PathBuf>,
     timings_ms: Timings,
@@ -100,21 +105,25 @@ fn expand_inputs(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Scores one batch of files; returns how many could not be read.
+/// Scores one batch of files through the bundle's view; returns how many could not be read or
+/// did not fit the view.
 fn score_chunk(
     args: &ScoreArgs,
     bundle: &Bundle,
     scorer: &mut Scorer,
     files: &[PathBuf],
 ) -> anyhow::Result<usize> {
-    let input = &bundle.manifest.input;
+    let view = bundle.view(None);
     let started = Instant::now();
     let mut ok_files = Vec::new();
-    let mut resized = Vec::new();
+    let mut frames = Vec::new();
     for file in files {
-        match images::load_rgb(file) {
+        let checked = images::load_rgb(file).map_err(|e| e.to_string()).and_then(|img| {
+            view.check(img.dimensions()).map(|_| img).map_err(|e| format!("{}: {e}", file.display()))
+        });
+        match checked {
             Ok(img) => {
-                resized.push(preprocess::resize(&img, input.width, input.height));
+                frames.push(img);
                 ok_files.push(file);
             }
             Err(e) => error!("{e}"),
@@ -124,24 +133,34 @@ fn score_chunk(
     if ok_files.is_empty() {
         return Ok(failed);
     }
-    let batch = ImageBatch::from_images(&resized, input.width, input.height, &input.normalisation());
     let prep = started.elapsed();
-    let (scored, times) = scorer.score(&batch)?;
-    for ((file, img), result) in ok_files.iter().zip(&resized).zip(&scored) {
+    let refs: Vec<&RgbImage> = frames.iter().collect();
+    let (scored, times) = scorer.score_frames(&view, &refs)?;
+    for ((file, img), result) in ok_files.iter().zip(&frames).zip(&scored) {
+        let regions = regions_of(bundle, result);
         let heatmap = match &args.heatmap {
-            Some(dir) => Some(write_heatmap(dir, file, img, result, bundle)?),
+            Some(dir) => Some(write_heatmap(dir, file, img, result, &regions, bundle)?),
             None => None,
         };
-        let line = score_line(bundle, file, result, heatmap, timings(prep, times, ok_files.len()));
+        let line = score_line(bundle, file, result, regions, heatmap, timings(prep, times, ok_files.len()));
         println!("{}", serde_json::to_string(&line).expect("score line serialises"));
     }
     Ok(failed)
 }
 
+/// The regions a calibrated model reports for an NG image, in the image's pixels.
+fn regions_of(bundle: &Bundle, r: &FrameScored) -> Vec<Region> {
+    let Some(t) = bundle.manifest.threshold.as_ref().filter(|t| r.score >= t.image) else {
+        return Vec::new();
+    };
+    regions(r.map.view(), t.image, DEFAULT_MIN_AREA).into_iter().map(|g| View::to_sensor(r.roi, g)).collect()
+}
+
 fn score_line<'a>(
     bundle: &'a Bundle,
     file: &'a Path,
-    r: &Scored,
+    r: &FrameScored,
+    regions: Vec<Region>,
     heatmap: Option<PathBuf>,
     t: Timings,
 ) -> ScoreLine<'a> {
@@ -153,6 +172,7 @@ fn score_line<'a>(
         threshold: threshold.map(|t| t.image),
         verdict: threshold.map(|t| if r.score >= t.image { "NG" } else { "OK" }),
         model: ModelRef { id: &bundle.manifest.model.id, sha: bundle.short_sha() },
+        regions,
         heatmap,
         timings_ms: t,
     }
@@ -169,17 +189,19 @@ fn timings(prep: std::time::Duration, t: StageTimes, count: usize) -> Timings {
     }
 }
 
-/// Writes `<stem>.heatmap.png`. The colour scale tops out at twice the threshold when the model
-/// is calibrated, so colours mean the same across images; otherwise at the image's own maximum.
+/// Writes `<stem>.heatmap.png` at the image's own size: the heatmap over the inspected ROI and
+/// the regions boxed. The colour scale tops out at twice the threshold when the model is
+/// calibrated, so colours mean the same across images; otherwise at the image's own maximum.
 fn write_heatmap(
     dir: &Path,
     file: &Path,
     img: &RgbImage,
-    r: &Scored,
+    r: &FrameScored,
+    regions: &[Region],
     bundle: &Bundle,
 ) -> anyhow::Result<PathBuf> {
     let vmax = bundle.manifest.threshold.as_ref().map_or(r.score, |t| 2.0 * t.image);
-    let overlay = heatmap::overlay(img, r.map.view(), vmax, 0.45);
+    let overlay = heatmap::annotate(img, r.roi, r.map.view(), vmax, 0.45, regions, heatmap::NG_COLOUR);
     let stem = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into());
     let out = dir.join(format!("{stem}.heatmap.png"));
     overlay.save(&out).with_context(|| format!("cannot write heatmap {}", out.display()))?;

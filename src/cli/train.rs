@@ -15,8 +15,9 @@ use crate::model::runtime::Runtime;
 use crate::train::calibrate::NormalCalibration;
 use crate::train::fit::{BankInput, FitConfig};
 use crate::train::optim::AdamWConfig;
-use crate::train::run::{self, LiveCapture, TrainEvent, TrainSettings};
+use crate::train::run::{self, LiveCapture, TrainEvent, TrainSettings, ViewRequest};
 use crate::train::select::Selection;
+use crate::view::Rect;
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
@@ -36,6 +37,24 @@ pub struct TrainArgs {
     /// Model input size as WIDTHxHEIGHT or one number for a square.
     #[arg(long, default_value = "256", value_parser = parse_size)]
     pub size: (u32, u32),
+    /// Inspect only this rectangle of each frame, in sensor pixels (X,Y,W,H). Stored in the
+    /// bundle's view; a camera's `roi` may move it later.
+    #[arg(long, value_name = "X,Y,W,H", value_parser = parse_roi)]
+    pub roi: Option<Rect>,
+    /// Cut the ROI into SIZE×SIZE tiles at native resolution (the model's input size), so small
+    /// defects on large frames keep their pixels. Without it the ROI is resized whole.
+    #[arg(long, value_name = "SIZE", conflicts_with = "size", value_parser = parse_tile)]
+    pub tile: Option<u32>,
+    /// Pixels neighbouring tiles share; their maps are blended there.
+    #[arg(long, value_name = "PX", default_value_t = 32, requires = "tile")]
+    pub tile_overlap: u32,
+    /// Ignore mask at ROI resolution: white = inspect, black = ignore (serial numbers, fixtures).
+    #[arg(long, value_name = "FILE.png")]
+    pub mask: Option<PathBuf>,
+    /// Resize the whole ROI into the input with its aspect ratio kept (padded). Implied by
+    /// --roi or --mask without --tile; without any of these, images are stretched to --size.
+    #[arg(long, conflicts_with = "tile")]
+    pub letterbox: bool,
     /// Most epochs to train. With held-out images (--holdout > 0) the epoch is chosen on them.
     #[arg(long, default_value_t = FitConfig::default().epochs)]
     pub epochs: usize,
@@ -117,6 +136,24 @@ pub enum RadiusModeArg {
     Fixed,
 }
 
+fn parse_tile(s: &str) -> Result<u32, String> {
+    let (w, _) = parse_size(s)?;
+    Ok(w)
+}
+
+/// `X,Y,W,H` in sensor pixels.
+pub fn parse_roi(s: &str) -> Result<Rect, String> {
+    let v: Vec<u32> = s
+        .split(',')
+        .map(|p| p.trim().parse::<u32>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("'{s}' is not an roi (use X,Y,W,H in pixels, e.g. 100,50,1024,768)"))?;
+    match v[..] {
+        [x, y, width, height] if width > 0 && height > 0 => Ok(Rect { x, y, width, height }),
+        _ => Err(format!("'{s}' is not an roi (use X,Y,W,H with W and H at least 1)")),
+    }
+}
+
 pub fn parse_size(s: &str) -> Result<(u32, u32), String> {
     let parse =
         |v: &str| v.trim().parse::<u32>().map_err(|_| format!("'{s}' is not a size (use 256 or 320x256)"));
@@ -140,8 +177,8 @@ impl TrainArgs {
             out: self.out.clone(),
             backbone: self.backbone.clone().unwrap_or_else(run::default_backbone),
             model_id: id,
-            width: self.size.0,
-            height: self.size.1,
+            width: self.tile.unwrap_or(self.size.0),
+            height: self.tile.unwrap_or(self.size.1),
             fit: FitConfig {
                 k: self.k,
                 j: self.j,
@@ -170,7 +207,22 @@ impl TrainArgs {
             min_images: self.min_images,
             video_frames: self.video_frames,
             live: self.live()?,
+            view: self.view()?,
         })
+    }
+
+    /// The view to store, when any view option (or a live camera's roi) asks for one.
+    fn view(&self) -> anyhow::Result<Option<ViewRequest>> {
+        let camera_roi = self.live()?.and_then(|l| l.roi);
+        let wanted = self.roi.is_some() || self.tile.is_some() || self.mask.is_some() || self.letterbox;
+        if !wanted {
+            return Ok(None);
+        }
+        Ok(Some(ViewRequest {
+            roi: self.roi.or(camera_roi.map(|r| Rect { x: r.x, y: r.y, width: r.width, height: r.height })),
+            tile_overlap: self.tile.map(|_| self.tile_overlap),
+            mask: self.mask.clone(),
+        }))
     }
 
     fn live(&self) -> anyhow::Result<Option<LiveCapture>> {
@@ -309,5 +361,19 @@ mod tests {
         let settings = Cli::parse_from(["train", "good/", "--out", "model"]).args.settings().unwrap();
         assert_eq!(settings.fit, FitConfig::default());
         assert_eq!(settings.select, Some(Selection::default()));
+        assert_eq!(settings.view, None, "no view option stores no view");
+    }
+
+    #[test]
+    fn tile_sets_the_input_size_and_the_view_options_are_parsed() {
+        let args =
+            ["train", "good/", "--out", "m", "--tile", "128", "--tile-overlap", "16", "--roi", "8,4,512,384"];
+        let settings = Cli::parse_from(args).args.settings().unwrap();
+        assert_eq!((settings.width, settings.height), (128, 128));
+        let view = settings.view.unwrap();
+        assert_eq!(view.tile_overlap, Some(16));
+        assert_eq!(view.roi, Some(Rect { x: 8, y: 4, width: 512, height: 384 }));
+        assert!(Cli::try_parse_from(["train", "g/", "--out", "m", "--tile", "128", "--size", "64"]).is_err());
+        assert!(Cli::try_parse_from(["train", "g/", "--out", "m", "--roi", "1,2,3"]).is_err());
     }
 }

@@ -19,6 +19,7 @@ use super::alarm::{AlarmConfigProblem, AlarmMachine, Observation};
 use super::event::AlarmEvent;
 use crate::config::types::FrameHealthConfig;
 use crate::flow::frame::{Frame, Verdict};
+use crate::view::Rect;
 
 /// Why a frame cannot be judged.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,11 +76,11 @@ impl FrameHealth {
     }
 
     /// Whether `frame` can be judged; the first problem found otherwise.
-    pub fn check(&mut self, frame: &Frame) -> Option<Unusable> {
+    pub fn check(&mut self, frame: &Frame, roi: Rect) -> Option<Unusable> {
         if !self.config.enabled {
             return None;
         }
-        let luma = luma(&frame.rgb);
+        let luma = roi_luma(frame, roi);
         let frozen = self.repeated(&frame.rgb);
         let n = luma.len().max(1) as f32;
         let dark = luma.iter().filter(|&&l| l <= self.config.dark_level).count() as f32 / n;
@@ -94,7 +95,7 @@ impl FrameHealth {
             return Some(Unusable::Frozen { frames: frozen });
         }
         let reference = self.focus_reference.filter(|r| *r > 0.0 && self.config.min_focus_ratio > 0.0)?;
-        let focus = focus_measure(&luma, frame.width as usize, frame.height as usize);
+        let focus = focus_measure(&luma, roi.width as usize, roi.height as usize);
         (focus < self.config.min_focus_ratio * reference).then_some(Unusable::OutOfFocus { focus, reference })
     }
 
@@ -118,6 +119,18 @@ impl FrameHealth {
             at: frame.captured_at,
         })
     }
+}
+
+/// Luma of the inspected part of a frame (the model's view judges only that).
+fn roi_luma(frame: &Frame, roi: Rect) -> Vec<u8> {
+    if roi == Rect::whole(frame.width, frame.height) {
+        return luma(&frame.rgb);
+    }
+    let row = frame.width as usize * 3;
+    let (x0, w) = (roi.x as usize * 3, roi.width as usize * 3);
+    let rows = (roi.y as usize..(roi.y + roi.height) as usize)
+        .filter_map(|y| frame.rgb.get(y * row + x0..y * row + x0 + w));
+    rows.flat_map(luma).collect()
 }
 
 /// BT.601 luma of tightly packed RGB.
@@ -193,7 +206,11 @@ mod tests {
         let reference = focus_of(&image::RgbImage::from_raw(32, 32, checkers(32, 0)).unwrap());
         let mut h = health(Some(reference));
         for seq in 0..10 {
-            assert_eq!(h.check(&frame(seq, checkers(32, seq as u32), 32)), None, "frame {seq}");
+            assert_eq!(
+                h.check(&frame(seq, checkers(32, seq as u32), 32), Rect::whole(32, 32)),
+                None,
+                "frame {seq}"
+            );
         }
     }
 
@@ -201,17 +218,24 @@ mod tests {
     fn repeated_dark_bright_and_blurred_frames_are_unusable() {
         let mut h = health(None);
         for seq in 0..2 {
-            assert_eq!(h.check(&frame(seq, checkers(32, 0), 32)), None);
+            assert_eq!(h.check(&frame(seq, checkers(32, 0), 32), Rect::whole(32, 32)), None);
         }
-        assert_eq!(h.check(&frame(2, checkers(32, 0), 32)), Some(Unusable::Frozen { frames: 3 }));
-        assert_eq!(h.check(&frame(3, checkers(32, 1), 32)), None, "a new picture ends it");
-        let dark = h.check(&frame(4, vec![3; 32 * 32 * 3], 32));
+        assert_eq!(
+            h.check(&frame(2, checkers(32, 0), 32), Rect::whole(32, 32)),
+            Some(Unusable::Frozen { frames: 3 })
+        );
+        assert_eq!(
+            h.check(&frame(3, checkers(32, 1), 32), Rect::whole(32, 32)),
+            None,
+            "a new picture ends it"
+        );
+        let dark = h.check(&frame(4, vec![3; 32 * 32 * 3], 32), Rect::whole(32, 32));
         assert!(matches!(dark, Some(Unusable::Underexposed { fraction }) if fraction > 0.99), "{dark:?}");
-        let bright = h.check(&frame(5, vec![255; 32 * 32 * 3], 32));
+        let bright = h.check(&frame(5, vec![255; 32 * 32 * 3], 32), Rect::whole(32, 32));
         assert!(matches!(bright, Some(Unusable::Overexposed { .. })), "{bright:?}");
         let flat_grey = vec![128; 32 * 32 * 3];
         let mut focused = health(Some(1000.0));
-        let blurred = focused.check(&frame(6, flat_grey, 32));
+        let blurred = focused.check(&frame(6, flat_grey, 32), Rect::whole(32, 32));
         assert!(matches!(blurred, Some(Unusable::OutOfFocus { .. })), "{blurred:?}");
         assert!(blurred.unwrap().reason().starts_with("out of focus"));
     }

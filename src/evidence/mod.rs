@@ -20,4 +20,4 @@ pub use format::EvidenceFormat;
 pub use inventory::Usage;
 pub use limiter::EvidenceLimiter;
 pub use naming::{EvidenceLayout, EvidencePaths};
-pub use store::EvidenceStore;
+pub use store::{EvidenceStore, Heat};

@@ -22,7 +22,22 @@ use super::format::EvidenceFormat;
 use super::inventory::{Inventory, StoredFile, Usage};
 use super::naming::{is_temp_name, temp_path, EvidenceLayout, EvidencePaths, ItemKey};
 use crate::config::types::EvidenceConfig;
-use crate::heatmap::overlay;
+use crate::flow::frame::Region;
+use crate::heatmap;
+use crate::view::Rect;
+
+/// What the heatmap file shows over a frame.
+#[derive(Debug, Clone, Copy)]
+pub struct Heat<'a> {
+    /// Where `map` lies in the frame, in the frame's pixels.
+    pub roi: Rect,
+    /// Anomaly map at the ROI's resolution.
+    pub map: ArrayView2<'a, f32>,
+    /// Map value drawn at the top of the colour scale.
+    pub vmax: f32,
+    /// Boxed in red, in the frame's pixels.
+    pub regions: &'a [Region],
+}
 
 /// How strongly the heatmap covers the frame: the part must stay recognisable under it.
 const HEATMAP_ALPHA: f32 = 0.45;
@@ -70,24 +85,32 @@ impl EvidenceStore {
         self.inventory.usage()
     }
 
-    /// Writes frame `seq` of `camera`, captured at `at`, and its heatmap overlay (`map`
-    /// coloured up to `vmax`), then ages out old evidence. Saving the same frame again
-    /// overwrites its files.
+    /// Writes frame `seq` of `camera`, captured at `at`, at its own resolution, and the same
+    /// frame with the heatmap over its ROI and the regions boxed, then ages out old evidence.
+    /// Saving the same frame again overwrites its files.
     pub fn save(
         &mut self,
         camera: &str,
         seq: u64,
         at: SystemTime,
         frame: &RgbImage,
-        map: ArrayView2<f32>,
-        vmax: f32,
+        heat: Heat,
     ) -> Result<EvidencePaths, EvidenceError> {
-        check_size(camera, seq, frame, map)?;
+        check_size(camera, seq, frame, heat)?;
         let paths = self.layout.paths(camera, seq, at)?;
         create_dir(&self.layout.camera_dir(camera)?)?;
         let key = ItemKey::new(camera, seq, at);
         self.write_image(&key, &paths.frame, frame)?;
-        self.write_image(&key, &paths.heatmap, &overlay(frame, map, vmax, HEATMAP_ALPHA))?;
+        let annotated = heatmap::annotate(
+            frame,
+            heat.roi,
+            heat.map,
+            heat.vmax,
+            HEATMAP_ALPHA,
+            heat.regions,
+            heatmap::NG_COLOUR,
+        );
+        self.write_image(&key, &paths.heatmap, &annotated)?;
         self.prune(&key);
         Ok(paths)
     }
@@ -127,9 +150,12 @@ impl EvidenceStore {
 
 /// `overlay` requires the map to match the frame; a mismatch is a wiring bug, reported
 /// rather than panicking on the evidence thread.
-fn check_size(camera: &str, seq: u64, frame: &RgbImage, map: ArrayView2<f32>) -> Result<(), EvidenceError> {
-    let (map_h, map_w) = map.dim();
-    if (frame.width() as usize, frame.height() as usize) == (map_w, map_h) {
+/// The map must cover its ROI exactly, and the ROI lie inside the frame.
+fn check_size(camera: &str, seq: u64, frame: &RgbImage, heat: Heat) -> Result<(), EvidenceError> {
+    let (map_h, map_w) = heat.map.dim();
+    let r = heat.roi;
+    let inside = r.x + r.width <= frame.width() && r.y + r.height <= frame.height();
+    if inside && (r.width as usize, r.height as usize) == (map_w, map_h) {
         return Ok(());
     }
     Err(EvidenceError::Size {
@@ -137,6 +163,7 @@ fn check_size(camera: &str, seq: u64, frame: &RgbImage, map: ArrayView2<f32>) ->
         seq,
         map_w,
         map_h,
+        roi: r,
         image_w: frame.width(),
         image_h: frame.height(),
     })

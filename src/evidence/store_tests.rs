@@ -24,8 +24,14 @@ fn hot_corner_map() -> Array2<f32> {
     Array2::from_shape_fn((12, 16), |(y, x)| if x < 4 && y < 4 { 2.0 } else { 0.0 })
 }
 
+/// `map` over the whole grey frame.
+fn heat(map: &Array2<f32>, vmax: f32) -> Heat<'_> {
+    let (w, h) = grey_frame().dimensions();
+    Heat { roi: Rect::whole(w, h), map: map.view(), vmax, regions: &[] }
+}
+
 fn save(store: &mut EvidenceStore, camera: &str, seq: u64, secs: u64) -> EvidencePaths {
-    store.save(camera, seq, at(secs), &grey_frame(), hot_corner_map().view(), 2.0).expect("saves")
+    store.save(camera, seq, at(secs), &grey_frame(), heat(&hot_corner_map(), 2.0)).expect("saves")
 }
 
 /// Every evidence file under `dir`, as `camera/name`, sorted.
@@ -161,9 +167,9 @@ fn errors_name_the_camera_or_the_path() {
     let dir = test_dir("errors");
     let mut store = EvidenceStore::open(&dir, 100, 1 << 30, EvidenceFormat::Png).expect("opens");
     let wrong_map = Array2::<f32>::zeros((4, 4));
-    let err = store.save("line1", 3, at(0), &grey_frame(), wrong_map.view(), 1.0).expect_err("size");
-    assert_eq!(err.to_string(), "camera line1 frame 3: anomaly map is 4x4 but the frame is 16x12");
-    let err = store.save("../etc", 3, at(0), &grey_frame(), hot_corner_map().view(), 1.0).expect_err("id");
+    let err = store.save("line1", 3, at(0), &grey_frame(), heat(&wrong_map, 1.0)).expect_err("size");
+    assert_eq!(err.to_string(), "camera line1 frame 3: anomaly map is 4x4 but its roi is 16x12 at (0, 0) in a 16x12 frame");
+    let err = store.save("../etc", 3, at(0), &grey_frame(), heat(&hot_corner_map(), 1.0)).expect_err("id");
     assert!(err.to_string().contains("\"../etc\"") && !err.is_transient(), "{err}");
 
     let not_a_dir = dir.join("file");

@@ -11,10 +11,15 @@ use std::path::{Path, PathBuf};
 use ndarray::{Array1, Array2, ArrayD, Ix1, Ix2};
 use sha2::{Digest, Sha256};
 
-use super::manifest::{Manifest, ManifestProblem};
+use std::sync::Arc;
+
+use image::GrayImage;
+
+use super::manifest::{FileRef, FitKind, Manifest, ManifestProblem, ViewInfo};
 use super::tensors::{self, TensorFile, TensorFileError};
 use crate::cfa::descriptor::DescriptorWeights;
 use crate::cfa::graph::{self, GraphShape};
+use crate::view::{Fit, Rect, View};
 
 /// The manifest's file name inside a bundle.
 pub const MANIFEST_FILE: &str = "model.toml";
@@ -50,6 +55,8 @@ pub struct Bundle {
     pub bank: Array2<f32>,
     /// Trained radius, when the bundle stores one.
     pub radius: Option<f32>,
+    /// The view's ignore mask (0 or 255), hash-checked, when the view has one.
+    pub mask: Option<GrayImage>,
 }
 
 /// Hex sha256 of `bytes`.
@@ -80,7 +87,48 @@ impl Bundle {
         let weights_bytes = read_verified(dir, &manifest.weights.file, &manifest.weights.sha256)?;
         let weights_file = TensorFile::from_bytes(&dir.join(&manifest.weights.file), weights_bytes)?;
         let (weights, bank, radius) = load_weights(&weights_file, &manifest)?;
-        Ok(Bundle { dir: dir.to_path_buf(), manifest, backbone_onnx, descriptor_onnx, weights, bank, radius })
+        let mask = load_mask(dir, &manifest)?;
+        Ok(Bundle {
+            dir: dir.to_path_buf(),
+            manifest,
+            backbone_onnx,
+            descriptor_onnx,
+            weights,
+            bank,
+            radius,
+            mask,
+        })
+    }
+
+    /// The view frames go through, with a camera's ROI in place of the stored one.
+    pub fn view(&self, roi: Option<Rect>) -> View {
+        let input = (self.manifest.input.width, self.manifest.input.height);
+        let Some(v) = &self.manifest.view else {
+            return View { roi, ..View::stretch(input) };
+        };
+        let fit = match v.fit {
+            FitKind::Tiles => Fit::Tiles { overlap: v.overlap },
+            FitKind::Letterbox => Fit::Letterbox,
+        };
+        // A letterbox over the whole frame fits any frame; an ROI, a mask or tiles are laid
+        // out in the training frames' pixels.
+        let fixed = fit != Fit::Letterbox || v.roi.is_some() || v.mask.is_some();
+        View {
+            frame: fixed.then_some((v.frame[0], v.frame[1])),
+            roi: roi.or(v.roi),
+            fit,
+            input,
+            mask: self.mask.clone().map(Arc::new),
+        }
+    }
+
+    /// Stores a view (and its ignore mask) in the manifest, hashing the mask as it is written.
+    pub fn set_view(&mut self, mut view: ViewInfo, mask: Option<GrayImage>) {
+        view.mask = mask
+            .as_ref()
+            .map(|m| FileRef { file: MASK_FILE.to_string(), sha256: sha256_hex(&encode_mask(m)) });
+        self.manifest.view = Some(view);
+        self.mask = mask;
     }
 
     /// The shapes the descriptor graph was generated for.
@@ -96,6 +144,27 @@ impl Bundle {
     pub fn short_sha(&self) -> &str {
         &self.manifest.weights.sha256[..12.min(self.manifest.weights.sha256.len())]
     }
+}
+
+/// The ignore mask's file name inside a bundle.
+pub const MASK_FILE: &str = "mask.png";
+
+/// PNG bytes of a mask; the same mask always gives the same bytes, so its hash is stable.
+fn encode_mask(mask: &GrayImage) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    mask.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
+        .expect("a PNG of an in-memory image encodes");
+    bytes
+}
+
+/// The view's mask, hash-checked and decoded.
+fn load_mask(dir: &Path, manifest: &Manifest) -> Result<Option<GrayImage>, BundleError> {
+    let Some(file) = manifest.view.as_ref().and_then(|v| v.mask.as_ref()) else { return Ok(None) };
+    let bytes = read_verified(dir, &file.file, &file.sha256)?;
+    let path = dir.join(&file.file);
+    let mask = image::load_from_memory(&bytes)
+        .map_err(|e| BundleError::Graph { path, reason: format!("not a readable mask image: {e}") })?;
+    Ok(Some(crate::view::binarise(mask.to_luma8())))
 }
 
 /// Reads and validates `model.toml`.
@@ -177,7 +246,16 @@ impl Bundle {
         manifest
             .validate()
             .map_err(|problem| BundleError::Invalid { path: dir.join(MANIFEST_FILE), problem })?;
-        Ok(Bundle { dir: dir.to_path_buf(), manifest, backbone_onnx, descriptor_onnx, weights, bank, radius })
+        Ok(Bundle {
+            dir: dir.to_path_buf(),
+            manifest,
+            backbone_onnx,
+            descriptor_onnx,
+            weights,
+            bank,
+            radius,
+            mask: None,
+        })
     }
 }
 
@@ -187,12 +265,16 @@ pub fn write(bundle: &Bundle) -> Result<(), BundleError> {
     let weights = tensors::to_bytes(&weight_tensors(&bundle.weights, &bundle.bank, bundle.radius));
     let m = &bundle.manifest;
     let text = toml::to_string_pretty(m).expect("manifest serialises");
-    let files: [(&str, &[u8]); 4] = [
+    let mask = bundle.mask.as_ref().map(encode_mask);
+    let mut files: Vec<(&str, &[u8])> = vec![
         (&m.backbone.file, &bundle.backbone_onnx),
         (&m.descriptor.file, &bundle.descriptor_onnx),
         (&m.weights.file, &weights),
         (MANIFEST_FILE, text.as_bytes()),
     ];
+    if let Some(bytes) = &mask {
+        files.push((MASK_FILE, bytes));
+    }
     write_atomically(&bundle.dir, &files)
 }
 

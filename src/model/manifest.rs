@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::cfa::preprocess::Normalisation;
+use crate::view::Rect;
 
 /// The manifest format this build writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -31,6 +32,37 @@ pub struct Manifest {
     /// in bundles from before it (the check is then skipped).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub focus: Option<FocusStats>,
+    /// How frames reach the model: ROI, tiles or letterbox, ignore mask. Absent in bundles
+    /// from before it: frames are then stretched whole to the input size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub view: Option<ViewInfo>,
+}
+
+/// `[view]`: what train, eval, score, replay and the daemon all do to a frame before the model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ViewInfo {
+    /// Sensor frame size `[width, height]` the model was trained on; other sizes are refused.
+    pub frame: [u32; 2],
+    /// The inspected rectangle, in sensor pixels; absent = the whole frame. A camera's config
+    /// may move it (`cameras.X.roi`), but a tiled view keeps its tile size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roi: Option<Rect>,
+    pub fit: FitKind,
+    /// Pixels neighbouring tiles share (tiles only).
+    #[serde(default)]
+    pub overlap: u32,
+    /// Ignore mask at ROI resolution (white = inspect, black = ignore).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask: Option<FileRef>,
+}
+
+/// How the ROI is brought to the input size (see [`crate::view::Fit`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FitKind {
+    Tiles,
+    Letterbox,
 }
 
 /// The variance of the Laplacian of the calibration images' luma, at model size.
@@ -226,6 +258,18 @@ impl Manifest {
         if c.sigma <= 0.0 || c.descriptor_channels == 0 {
             return problem("cfa", "sigma and descriptor_channels must be positive".into());
         }
+        if let Some(v) = &self.view {
+            let (w, h) = (self.input.width, self.input.height);
+            if v.fit == FitKind::Tiles && v.overlap >= w.min(h) {
+                return problem(
+                    "view.overlap",
+                    format!("{} must be smaller than the tile ({w}x{h})", v.overlap),
+                );
+            }
+            if v.frame[0] == 0 || v.frame[1] == 0 {
+                return problem("view.frame", "width and height must be at least 1".into());
+            }
+        }
         Ok(())
     }
 
@@ -265,6 +309,7 @@ impl Manifest {
             threshold: None,
             training: None,
             focus: None,
+            view: None,
         }
     }
 }

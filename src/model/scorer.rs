@@ -23,6 +23,7 @@ use crate::cfa::blur::GaussianBlur;
 use crate::cfa::graph::{self, GraphShape};
 use crate::cfa::knn::Knn;
 use crate::cfa::preprocess::{self, Normalisation};
+use crate::view::{Prepared, Rect, View, ViewError};
 
 /// Normalised images at the model's input size, planar `[count, 3, height, width]`.
 #[derive(Debug, Clone)]
@@ -76,6 +77,8 @@ pub enum ScoreError {
     Runtime(#[from] RuntimeError),
     #[error("{stage} failed: {reason}")]
     Inference { stage: &'static str, reason: String },
+    #[error(transparent)]
+    View(#[from] ViewError),
     #[error("batch of {got_h}x{got_w} images does not match the model input {want_h}x{want_w}")]
     Size { got_h: usize, got_w: usize, want_h: usize, want_w: usize },
 }
@@ -96,6 +99,20 @@ pub struct Scorer {
     width: usize,
     grid: (usize, usize),
     blur: GaussianBlur,
+    norm: Normalisation,
+}
+
+/// One frame's result through its view.
+#[derive(Debug, Clone)]
+pub struct FrameScored {
+    /// Raw score: the maximum of the assembled, masked map.
+    pub score: f32,
+    /// Anomaly map at ROI resolution, ignore mask applied.
+    pub map: Array2<f32>,
+    /// The inspected rectangle of the frame, in sensor pixels.
+    pub roi: Rect,
+    /// Model inputs the frame was scored as (tiles).
+    pub inputs: usize,
 }
 
 /// How a [`Scorer`] runs.
@@ -190,6 +207,7 @@ impl Scorer {
             width: input.width as usize,
             grid: input.patch_grid(),
             blur: GaussianBlur::new(bundle.manifest.cfa.sigma),
+            norm: input.normalisation(),
         };
         scorer.score(&ImageBatch::zeros(1, scorer.height, scorer.width))?;
         Ok(scorer)
@@ -261,6 +279,42 @@ impl Scorer {
         let scored = topk.axis_iter(Axis(0)).map(|nearest| self.post(nearest)).collect();
         times.post = started.elapsed();
         Ok((scored, times))
+    }
+
+    /// Scores whole frames through `view`. Each frame is cut into its inputs (one, or all its
+    /// tiles); a tiled frame's tiles are one batch, untiled frames share one batch. The maps
+    /// are assembled at ROI resolution, masked, and scored there.
+    pub fn score_frames(
+        &mut self,
+        view: &View,
+        frames: &[&image::RgbImage],
+    ) -> Result<(Vec<FrameScored>, StageTimes), ScoreError> {
+        let mut prepared = Vec::with_capacity(frames.len());
+        for frame in frames {
+            prepared.push(view.prepare(frame)?);
+        }
+        let mut out = Vec::with_capacity(frames.len());
+        let mut times = StageTimes::default();
+        let tiled = prepared.iter().any(|p| p.inputs.len() > 1);
+        let groups: Vec<&[Prepared]> = if tiled { prepared.chunks(1).collect() } else { vec![&prepared] };
+        for group in groups.into_iter().filter(|g| !g.is_empty()) {
+            let inputs: Vec<image::RgbImage> = group.iter().flat_map(|p| p.inputs.iter().cloned()).collect();
+            let batch = ImageBatch::from_images(&inputs, self.width as u32, self.height as u32, &self.norm);
+            let (scored, t) = self.score(&batch)?;
+            times.backbone += t.backbone;
+            times.descriptor_knn += t.descriptor_knn;
+            let started = Instant::now();
+            let mut maps = scored.iter();
+            for p in group {
+                let own: Vec<ArrayView2<f32>> =
+                    maps.by_ref().take(p.inputs.len()).map(|s| s.map.view()).collect();
+                let map = view.assemble(p.roi, &own);
+                let score = anomaly_map::image_score(map.view());
+                out.push(FrameScored { score, map, roi: p.roi, inputs: p.inputs.len() });
+            }
+            times.post += t.post + started.elapsed();
+        }
+        Ok((out, times))
     }
 
     /// Anomaly map and score from one image's nearest distances.

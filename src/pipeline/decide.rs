@@ -174,7 +174,7 @@ impl DecisionStage {
     fn unusable(&mut self, camera: &str, f: &ScoredFrame) -> Option<String> {
         let cam = self.cameras.get_mut(camera)?;
         let health = cam.health.as_mut()?;
-        let unusable = health.check(&f.frame);
+        let unusable = health.check(&f.frame, f.roi);
         let event = health.observe(&f.frame, unusable.is_some());
         let reason = unusable.as_ref().map(Unusable::reason);
         if let Some(event) = &event {
@@ -304,6 +304,7 @@ fn view_frame(f: &ScoredFrame, d: &Decision) -> ViewFrame {
         height: f.frame.height,
         rgb: f.frame.rgb.clone(),
         map: f.map.clone(),
+        roi: f.roi,
         regions: d.regions.clone(),
         score: d.score,
         threshold: d.threshold,

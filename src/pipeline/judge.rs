@@ -13,7 +13,7 @@ use super::decide::{alarm_message, result_message, wants_result, CameraOutputs};
 use super::scoring::ScoredFrame;
 use crate::config::types::ResultPolicy;
 use crate::decision::{AlarmEvent, AlarmKind, AlarmState, Decision, ThresholdState};
-use crate::evidence::{EvidenceLimiter, EvidencePaths, EvidenceStore};
+use crate::evidence::{EvidenceLimiter, EvidencePaths, EvidenceStore, Heat};
 use crate::flow::frame::Verdict;
 use crate::publish::messages::{self, ResultMessage};
 use crate::publish::PublishHandle;
@@ -50,7 +50,11 @@ pub fn judge(
     limiter: &mut EvidenceLimiter,
     now: Instant,
 ) -> Judgement {
-    let decision = cam.decision.decide(f.frame.seq, f.score, f.map.view(), f.frame.captured_at);
+    let mut decision = cam.decision.decide(f.frame.seq, f.score, f.map.view(), f.frame.captured_at);
+    // Found on the ROI's map; reported in the frame's pixels, so a PLC or robot can act on them.
+    for region in &mut decision.regions {
+        *region = crate::view::View::to_sensor(f.roi, region.clone());
+    }
     cam.decided += 1;
     let ng = decision.verdict == Verdict::Ng;
     let result = wants_result(results, decision.verdict, cam.decided).then(|| result_message(f, &decision));
@@ -91,7 +95,7 @@ impl Outputs {
                 warn!(camera, "Result not published: {e}");
             }
         }
-        let paths = if j.save_evidence { self.save_evidence(label, f, j.decision.threshold) } else { None };
+        let paths = if j.save_evidence { self.save_evidence(label, f, &j.decision) } else { None };
         if let Some(event) = j.alarm() {
             self.publish_alarm(camera, event, paths.clone());
         }
@@ -101,14 +105,11 @@ impl Outputs {
         paths
     }
 
-    fn save_evidence(&mut self, label: &str, f: &ScoredFrame, threshold: f32) -> Option<EvidencePaths> {
+    fn save_evidence(&mut self, label: &str, f: &ScoredFrame, d: &Decision) -> Option<EvidencePaths> {
         let store = self.evidence.as_mut()?;
         let image = f.frame.to_image();
-        let (h, w) = f.map.dim();
-        if (image.width() as usize, image.height() as usize) != (w, h) {
-            return None;
-        }
-        match store.save(label, f.frame.seq, f.frame.captured_at, &image, f.map.view(), 2.0 * threshold) {
+        let heat = Heat { roi: f.roi, map: f.map.view(), vmax: 2.0 * d.threshold, regions: &d.regions };
+        match store.save(label, f.frame.seq, f.frame.captured_at, &image, heat) {
             Ok(paths) => {
                 EvidenceSaved { camera: label }.emit(&self.telemetry);
                 Some(paths)

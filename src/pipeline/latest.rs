@@ -75,7 +75,10 @@ pub struct ViewFrame {
     pub height: u32,
     /// Tightly packed RGB.
     pub rgb: Vec<u8>,
+    /// Anomaly map over `roi`, at its resolution.
     pub map: Array2<f32>,
+    pub roi: crate::view::Rect,
+    /// In the frame's pixels.
     pub regions: Vec<Region>,
     pub score: f32,
     pub threshold: f32,
@@ -228,6 +231,7 @@ mod tests {
             height: 1,
             rgb: vec![0; 3],
             map: Array2::zeros((1, 1)),
+            roi: crate::view::Rect::whole(1, 1),
             regions: vec![],
             score: 0.0,
             threshold: 1.0,

@@ -7,7 +7,8 @@
 //! slow one. The output channel is bounded and blocking: if decisions fall behind, scoring
 //! waits, and the cameras' own edges apply their overflow policy.
 
-use crate::telemetry::{BatchFailed, Event, FrameWrongSize, Telemetry};
+use crate::telemetry::{BatchFailed, Event, FrameOutsideView, FrameWrongSize, Telemetry};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
@@ -21,7 +22,8 @@ use super::decide::DecisionInput;
 use crate::cfa::preprocess::{normalise_rgb_into, Normalisation};
 use crate::flow::edge::{EdgeReceiver, Signal};
 use crate::flow::frame::Frame;
-use crate::model::scorer::{ImageBatch, Scorer};
+use crate::model::scorer::{ImageBatch, ScoreError, Scorer};
+use crate::view::{Rect, View};
 
 /// Longest the loop sleeps without frames before reporting an idle heartbeat.
 const IDLE_BEAT: Duration = Duration::from_secs(1);
@@ -33,8 +35,11 @@ pub use crate::flow::ModelIdentity;
 pub struct ScoredFrame {
     pub frame: Frame,
     pub score: f32,
-    /// Anomaly map at the model's input size.
+    /// Anomaly map over `roi`, at its resolution (the model's input size for models without a
+    /// stored view, whose frames arrive at that size).
     pub map: Array2<f32>,
+    /// Where the map lies in the frame, in the frame's pixels.
+    pub roi: Rect,
     pub scored_at: SystemTime,
     pub model: Arc<ModelIdentity>,
 }
@@ -73,6 +78,7 @@ pub struct ModelSwap {
     pub scorer: Scorer,
     pub model: Arc<ModelIdentity>,
     pub norm: Normalisation,
+    pub view: View,
 }
 
 /// Where a reload leaves a [`ModelSwap`] for the stage.
@@ -92,6 +98,11 @@ pub struct ScoringStage {
     pub telemetry: Arc<Telemetry>,
     /// Checked before every batch; the daemon's reload puts a new model here.
     pub swap: SwapSlot,
+    /// The bundle's view. Without a stored one ([`View::frame`] `None`), sources deliver
+    /// frames already at the input size; with one, at their own size, cut here.
+    pub view: View,
+    /// Cameras whose config moves the view's ROI.
+    pub rois: HashMap<Arc<str>, Rect>,
 }
 
 impl ScoringStage {
@@ -130,6 +141,7 @@ impl ScoringStage {
             self.scorer = next.scorer;
             self.model = next.model;
             self.norm = next.norm;
+            self.view = next.view;
         }
     }
 
@@ -194,6 +206,9 @@ impl ScoringStage {
 
     /// Scores one batch and hands it on; `Err` when the decision stage's channel is closed.
     fn score(&mut self, frames: Vec<Frame>) -> Result<(), ()> {
+        if self.view.stored() {
+            return self.score_views(frames);
+        }
         let (h, w) = self.scorer.input_size();
         let (frames, wrong): (Vec<Frame>, Vec<Frame>) =
             frames.into_iter().partition(|f| (f.width as usize, f.height as usize) == (w, h));
@@ -216,10 +231,12 @@ impl ScoringStage {
                 self.telemetry.scoring_batches(&self.model.name).inc();
                 self.stats.frames_scored.fetch_add(frames.len() as u64, Ordering::Relaxed);
                 for (frame, r) in frames.into_iter().zip(results) {
+                    let roi = Rect::whole(frame.width, frame.height);
                     let out = ScoredFrame {
                         frame,
                         score: r.score,
                         map: r.map,
+                        roi,
                         scored_at,
                         model: self.model.clone(),
                     };
@@ -229,6 +246,57 @@ impl ScoringStage {
             Err(e) => {
                 let cameras: Vec<&str> = frames.iter().map(|f| &*f.camera).collect();
                 BatchFailed { model: &self.model.name, cameras: &cameras, error: &e }.emit(&self.telemetry);
+            }
+        }
+        Ok(())
+    }
+
+    /// Frames at their own size through the view: each camera's frames (tiles and all) one
+    /// scorer call, maps stitched at ROI resolution.
+    fn score_views(&mut self, frames: Vec<Frame>) -> Result<(), ()> {
+        let mut by_camera: Vec<(Arc<str>, Vec<Frame>)> = Vec::new();
+        for f in frames {
+            match by_camera.iter_mut().find(|(c, _)| *c == f.camera) {
+                Some((_, group)) => group.push(f),
+                None => by_camera.push((f.camera.clone(), vec![f])),
+            }
+        }
+        for (camera, group) in by_camera {
+            let view = View { roi: self.rois.get(&camera).copied().or(self.view.roi), ..self.view.clone() };
+            let (group, outside): (Vec<Frame>, Vec<Frame>) =
+                group.into_iter().partition(|f| view.check((f.width, f.height)).is_ok());
+            for f in outside {
+                let error = view.check((f.width, f.height)).expect_err("partitioned on it");
+                FrameOutsideView { camera: &f.camera, error: &error }.emit(&self.telemetry);
+            }
+            if group.is_empty() {
+                continue;
+            }
+            let images: Vec<image::RgbImage> = group.iter().map(Frame::to_image).collect();
+            let refs: Vec<&image::RgbImage> = images.iter().collect();
+            match self.scorer.score_frames(&view, &refs) {
+                Ok((results, _)) => {
+                    let scored_at = SystemTime::now();
+                    self.telemetry.scoring_batches(&self.model.name).inc();
+                    self.stats.frames_scored.fetch_add(group.len() as u64, Ordering::Relaxed);
+                    for (frame, r) in group.into_iter().zip(results) {
+                        let out = ScoredFrame {
+                            frame,
+                            score: r.score,
+                            map: r.map,
+                            roi: r.roi,
+                            scored_at,
+                            model: self.model.clone(),
+                        };
+                        self.output.send(DecisionInput::Frame(Box::new(out))).map_err(|_| ())?;
+                    }
+                }
+                Err(e) => {
+                    let e: &ScoreError = &e;
+                    let cameras = vec![&*camera; group.len()];
+                    BatchFailed { model: &self.model.name, cameras: &cameras, error: e }
+                        .emit(&self.telemetry);
+                }
             }
         }
         Ok(())

@@ -6,9 +6,11 @@ use std::path::Path;
 use image::{Rgb, RgbImage};
 use ndarray::ArrayView2;
 
+use crate::flow::frame::Region;
 use crate::flow::frame::Verdict;
-use crate::heatmap::overlay;
+use crate::heatmap::{annotate, NG_COLOUR, REGION_COLOUR};
 use crate::util::video_writer::{VideoWriteError, VideoWriter};
+use crate::view::Rect;
 
 /// The annotated video being written.
 pub struct Annotator {
@@ -26,12 +28,14 @@ impl Annotator {
     pub fn push(
         &mut self,
         frame: &RgbImage,
-        map: ArrayView2<f32>,
+        heat: (Rect, ArrayView2<f32>, &[Region]),
         score: f32,
         threshold: f32,
         verdict: Verdict,
     ) -> Result<(), VideoWriteError> {
-        let mut img = overlay(frame, map, 2.0 * threshold, 0.4);
+        let (roi, map, regions) = heat;
+        let colour = if verdict == Verdict::Ng { NG_COLOUR } else { REGION_COLOUR };
+        let mut img = annotate(frame, roi, map, 2.0 * threshold, 0.4, regions, colour);
         draw_banner(&mut img, score, verdict);
         self.writer.push(img)
     }

@@ -217,7 +217,8 @@ impl Feeder {
             Some(r) => image::imageops::crop_imm(&img, r.x, r.y, r.width, r.height).to_image(),
             None => img,
         };
-        let img = preprocess::resize(&img, self.width, self.height);
+        let native = (self.width, self.height) == crate::source::NATIVE_SIZE;
+        let img = if native { img } else { preprocess::resize(&img, self.width, self.height) };
         let frame = Frame {
             camera: self.camera.clone(),
             seq: index,

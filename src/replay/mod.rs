@@ -40,7 +40,9 @@ use crate::pipeline::decide::DecisionInput;
 use crate::pipeline::judge::{judge, Outputs};
 use crate::pipeline::scoring::{Batching, ModelIdentity, ScoredFrame, ScoringStage, ScoringStats};
 use crate::publish::PublishHandle;
+use crate::source::NATIVE_SIZE;
 use crate::telemetry::{DropReason, Telemetry};
+use crate::view::Rect;
 
 /// How fast frames are fed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -140,6 +142,10 @@ pub fn replay(
         sha: bundle.short_sha().to_string(),
         threshold: bundle.manifest.threshold.clone(),
     });
+    let mut view = bundle.view(None);
+    if let (true, Some(r)) = (view.stored(), s.roi) {
+        view.roi = Some(Rect { x: r.x, y: r.y, width: r.width, height: r.height });
+    }
     let signal = Arc::new(Signal::default());
     let (policy, capacity, wait) = match s.pace {
         Pace::Fast => (Overflow::Block, 2 * s.batch, Duration::from_secs(2)),
@@ -159,13 +165,18 @@ pub fn replay(
         stats: Arc::new(ScoringStats::default()),
         telemetry: telemetry.clone(),
         swap: Default::default(),
+        view: view.clone(),
+        rois: Default::default(),
     };
     let scoring = stage.spawn()?;
+    // A model with a view gets frames at their own size and cuts them itself (`--roi` moves
+    // its ROI); one without gets them cropped and scaled to its input size.
+    let (roi, (fw, fh)) = if view.stored() { (None, NATIVE_SIZE) } else { (s.roi, (w as u32, h as u32)) };
     let feeder = Feeder {
         camera: Arc::from(""),
-        roi: s.roi,
-        width: w as u32,
-        height: h as u32,
+        roi,
+        width: fw,
+        height: fh,
         selection: s.selection,
         realtime: s.pace == Pace::Realtime,
         image_fps: 10.0,
@@ -181,7 +192,8 @@ pub fn replay(
             })
             .collect::<Vec<_>>()
     })?;
-    let mut run = Consumer::new(&mut s, thresholds, w as u32, h as u32, telemetry.clone())?;
+    let size = (!view.stored()).then_some((w as u32, h as u32));
+    let mut run = Consumer::new(&mut s, thresholds, size, telemetry.clone())?;
     let total = estimate_total(&s.inputs);
     for item in scored_rx {
         if let DecisionInput::Frame(f) = item {
@@ -224,19 +236,21 @@ struct Consumer {
     labels: Vec<bool>,
     scored: u64,
     annotator: Option<Annotator>,
+    /// Where the annotated video goes while it waits for its first frame's size (models with
+    /// a view replay frames at their own size).
+    annotate_later: Option<std::path::PathBuf>,
 }
 
 impl Consumer {
     fn new(
         s: &mut ReplaySettings,
         thresholds: (f32, Option<f32>),
-        w: u32,
-        h: u32,
+        size: Option<(u32, u32)>,
         telemetry: Arc<Telemetry>,
     ) -> Result<Consumer, ReplayError> {
-        let annotator = match &s.annotate {
-            Some(path) => Some(Annotator::create(path, w, h, 10)?),
-            None => None,
+        let (annotator, annotate_later) = match (&s.annotate, size) {
+            (Some(path), Some((w, h))) => (Some(Annotator::create(path, w, h, 10)?), None),
+            (path, _) => (None, path.clone()),
         };
         let per_input = s
             .inputs
@@ -261,6 +275,7 @@ impl Consumer {
             labels: Vec::new(),
             scored: 0,
             annotator,
+            annotate_later,
         })
     }
 
@@ -311,8 +326,12 @@ impl Consumer {
             self.labels.push(is_defective(labels, f.frame.seq));
         }
         self.outputs.apply(&s.camera, &name, &f, &j);
+        if let Some(path) = self.annotate_later.take() {
+            self.annotator = Some(Annotator::create(&path, f.frame.width, f.frame.height, 10)?);
+        }
         if let Some(a) = &mut self.annotator {
-            a.push(&f.frame.to_image(), f.map.view(), f.score, j.decision.threshold, j.decision.verdict)?;
+            let heat = (f.roi, f.map.view(), j.decision.regions.as_slice());
+            a.push(&f.frame.to_image(), heat, f.score, j.decision.threshold, j.decision.verdict)?;
         }
         Ok(())
     }

@@ -40,6 +40,7 @@ use crate::settings::{CameraSettings, Settings};
 use crate::source::{self, SourceSettings, SourceStatus, Triggered};
 use crate::telemetry::{Event, Reload, Telemetry};
 use crate::util::supervise::{Exit, Lifetime, Supervisor, TaskHandle};
+use crate::view::Rect;
 
 /// Threads of one stage.
 type Threads = Vec<JoinHandle<()>>;
@@ -109,6 +110,9 @@ pub(crate) struct ModelSlot {
     pub path: PathBuf,
     /// Model input `(height, width)`: sources scale to it, so a reload cannot change it.
     pub input: (usize, usize),
+    /// Whether the model has a stored view: its sources then deliver frames at their own
+    /// size, so a reload cannot add or remove one either.
+    pub viewed: bool,
 }
 
 /// Everything running, for reloads and the shutdown sequence.
@@ -254,6 +258,15 @@ async fn apply_reload(file: &Path, running: &mut Running, runtime: &Runtime) -> 
             .map_err(|e| ReloadError::Model { name: name.clone(), reason: e.to_string() })?
             .map_err(|e| ReloadError::Model { name: name.clone(), reason: e.to_string() })?;
         let slot = &running.models[name];
+        if model.bundle.view(None).stored() != slot.viewed {
+            let reason = format!(
+                "{} {} a stored view ([view]) and the running model {}; adding or removing one changes what the cameras deliver and needs a restart",
+                settings.models[name].path.display(),
+                if slot.viewed { "has no" } else { "has" },
+                if slot.viewed { "has" } else { "has none" },
+            );
+            return Err(ReloadError::Model { name: name.clone(), reason });
+        }
         if model.scorer.input_size() != slot.input {
             let reason = format!(
                 "{} takes {:?} images but the running model takes {:?}; a new input size needs a restart",
@@ -270,7 +283,8 @@ async fn apply_reload(file: &Path, running: &mut Running, runtime: &Runtime) -> 
         slot.identity = model.identity.clone();
         slot.path = settings.models[&name].path.clone();
         let norm = model.bundle.manifest.input.normalisation();
-        let swap = ModelSwap { scorer: model.scorer, model: model.identity, norm };
+        let view = model.bundle.view(None);
+        let swap = ModelSwap { scorer: model.scorer, model: model.identity, norm, view };
         if let Ok(mut pending) = slot.swap.lock() {
             *pending = Some(swap);
         }
@@ -310,6 +324,7 @@ fn start(
                 identity: m.identity.clone(),
                 path: settings.models[name].path.clone(),
                 input: m.scorer.input_size(),
+                viewed: m.bundle.view(None).stored(),
             };
             (name.clone(), slot)
         })
@@ -452,13 +467,27 @@ fn start_streams(
         let signal = Arc::new(Signal::default());
         let mut inputs: Vec<EdgeReceiver<Frame>> = Vec::new();
         let (h, w) = model.scorer.input_size();
+        let view = model.bundle.view(None);
+        let mut rois = HashMap::new();
         for (id, cam) in cameras.iter().filter(|(_, c)| c.config.model == name) {
+            // A model with a view cuts frames itself: the source keeps its own size, and the
+            // camera's roi moves the view's ROI instead of cropping in GStreamer.
+            let (roi, (w, h)) = match view.stored() {
+                true => (None, source::NATIVE_SIZE),
+                false => (cam.config.roi, (w as u32, h as u32)),
+            };
+            if let (true, Some(r)) = (view.stored(), cam.config.roi) {
+                rois.insert(
+                    Arc::from(id.as_str()),
+                    Rect { x: r.x, y: r.y, width: r.width, height: r.height },
+                );
+            }
             let source_settings = SourceSettings {
                 camera: Arc::from(id.as_str()),
                 source: cam.config.source.clone(),
-                roi: cam.config.roi,
-                width: w as u32,
-                height: h as u32,
+                roi,
+                width: w,
+                height: h,
                 stall_timeout: cam.stall_timeout,
                 trigger: gates
                     .get(id.as_str())
@@ -505,6 +534,8 @@ fn start_streams(
             stats: stats.clone(),
             telemetry: Arc::clone(telemetry),
             swap: slots[&name].swap.clone(),
+            view,
+            rois,
         };
         scoring.push(supervisor.thread(&stage.thread_name(), Lifetime::MayEnd, move || stage.run())?);
     }

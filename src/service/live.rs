@@ -19,14 +19,14 @@ use hyper::body::{Bytes, Frame};
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 use image::codecs::jpeg::JpegEncoder;
-use image::{Rgb, RgbImage};
+use image::RgbImage;
 use tokio::sync::mpsc;
 
 use super::api::{error, Api};
 use super::board::{HealthBoard, UiHandles};
 use super::health::{full, Body};
-use crate::flow::frame::{Region, Verdict};
-use crate::heatmap::overlay;
+use crate::flow::frame::Verdict;
+use crate::heatmap::{annotate, NG_COLOUR, REGION_COLOUR};
 use crate::pipeline::latest::ViewFrame;
 
 /// Live-view streams served at once; more are refused (each holds an HTTP connection).
@@ -131,40 +131,14 @@ pub(crate) async fn snapshot(ui: &UiHandles, camera: &str) -> Response<Body> {
 /// regions boxed, red on an NG frame, as JPEG.
 pub fn render(view: &ViewFrame) -> Vec<u8> {
     let image = RgbImage::from_raw(view.width, view.height, view.rgb.clone()).unwrap_or_default();
-    let mut image = if view.map.dim() == (view.height as usize, view.width as usize) {
-        overlay(&image, view.map.view(), 2.0 * view.threshold, OVERLAY_ALPHA)
-    } else {
-        image
-    };
-    let colour = if view.verdict == Verdict::Ng { Rgb([255, 32, 32]) } else { Rgb([255, 220, 0]) };
-    for region in &view.regions {
-        draw_box(&mut image, region, colour);
-    }
+    let colour = if view.verdict == Verdict::Ng { NG_COLOUR } else { REGION_COLOUR };
+    let vmax = 2.0 * view.threshold;
+    let image = annotate(&image, view.roi, view.map.view(), vmax, OVERLAY_ALPHA, &view.regions, colour);
     let mut jpeg = Vec::new();
     if JpegEncoder::new_with_quality(&mut jpeg, JPEG_QUALITY).encode_image(&image).is_err() {
         jpeg.clear();
     }
     jpeg
-}
-
-/// A 2-pixel rectangle around `r`, clipped to the image.
-fn draw_box(image: &mut RgbImage, r: &Region, colour: Rgb<u8>) {
-    let (w, h) = image.dimensions();
-    if w == 0 || h == 0 {
-        return;
-    }
-    let (x0, y0) = (r.x.min(w - 1), r.y.min(h - 1));
-    let (x1, y1) = ((r.x + r.w).saturating_sub(1).min(w - 1), (r.y + r.h).saturating_sub(1).min(h - 1));
-    for t in 0..2 {
-        for x in x0..=x1 {
-            image.put_pixel(x, (y0 + t).min(h - 1), colour);
-            image.put_pixel(x, y1.saturating_sub(t), colour);
-        }
-        for y in y0..=y1 {
-            image.put_pixel((x0 + t).min(w - 1), y, colour);
-            image.put_pixel(x1.saturating_sub(t), y, colour);
-        }
-    }
 }
 
 /// The `fps` query parameter.
@@ -197,6 +171,7 @@ impl hyper::body::Body for ChannelBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flow::frame::Region;
     use ndarray::Array2;
     use std::time::SystemTime;
 
@@ -222,6 +197,7 @@ mod tests {
             height: h,
             rgb: vec![128; (w * h * 3) as usize],
             map,
+            roi: crate::view::Rect::whole(w, h),
             regions: vec![Region { x: 4, y: 4, w: 8, h: 6, peak: 10.0, area: 48 }],
             score: 10.0,
             threshold: 1.0,

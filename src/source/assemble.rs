@@ -176,15 +176,15 @@ fn path_text(path: &Path) -> String {
     path.to_string_lossy().into_owned()
 }
 
-/// RGB at the model size; live sources keep only the newest frames and never block the
+/// RGB at the model size (or the source's own, see [`super::NATIVE_SIZE`]); live sources keep only the newest frames and never block the
 /// streaming thread, files wait for us so no frame is lost. Only a realtime file is paced by
 /// the clock; everything else is handed over as soon as it is decoded.
 fn configure_appsink(appsink: &gst_app::AppSink, settings: &SourceSettings) {
-    let caps = gst::Caps::builder("video/x-raw")
-        .field("format", "RGB")
-        .field("width", settings.width as i32)
-        .field("height", settings.height as i32)
-        .build();
+    let mut caps = gst::Caps::builder("video/x-raw").field("format", "RGB");
+    if (settings.width, settings.height) != super::NATIVE_SIZE {
+        caps = caps.field("width", settings.width as i32).field("height", settings.height as i32);
+    }
+    let caps = caps.build();
     appsink.set_caps(Some(&caps));
     appsink.set_max_buffers(APPSINK_BUFFERS);
     appsink.set_drop(settings.source.is_live());

@@ -43,6 +43,10 @@ pub use status::{SourceState, SourceStatus};
 pub use template::{launch_string, template};
 pub use validate::{is_genicam_name, validate, PIXEL_FORMATS, TEST_PATTERNS, V4L2_FORMATS};
 
+/// `width × height` that keeps frames at the source's own resolution: a model with a stored
+/// view (ROI, tiles, letterbox) cuts frames itself, and evidence is kept at sensor resolution.
+pub const NATIVE_SIZE: (u32, u32) = (0, 0);
+
 /// Everything a camera source needs, resolved once from the config and the model bundle.
 #[derive(Debug, Clone)]
 pub struct SourceSettings {
@@ -52,6 +56,7 @@ pub struct SourceSettings {
     /// Crop in source pixels, applied before scaling to the model size.
     pub roi: Option<Roi>,
     /// The model's input width; frames are scaled to it so the scorer never resizes.
+    /// [`NATIVE_SIZE`] keeps the source's own resolution (a model with a stored view).
     pub width: u32,
     /// The model's input height.
     pub height: u32,

@@ -45,7 +45,8 @@ pub fn launch_string(
     height: u32,
 ) -> Result<String, SourceError> {
     let mut problems = validate(source, roi);
-    if !(1..=MAX_MODEL_SIDE).contains(&width) || !(1..=MAX_MODEL_SIDE).contains(&height) {
+    let native = (width, height) == super::NATIVE_SIZE;
+    if !native && (!(1..=MAX_MODEL_SIDE).contains(&width) || !(1..=MAX_MODEL_SIDE).contains(&height)) {
         problems.push(format!(
             "model input size: {width}×{height} is out of range; \
              check the model's manifest (1 to {MAX_MODEL_SIDE})"
@@ -151,7 +152,12 @@ fn tail_values(roi: Option<Roi>, width: u32, height: u32) -> Vec<(&'static str, 
             r.x, r.y, r.width, r.height
         )
     });
-    vec![("crop", crop.unwrap_or_default()), ("width", width.to_string()), ("height", height.to_string())]
+    let scale = if (width, height) == super::NATIVE_SIZE {
+        "video/x-raw,format=RGB".to_string()
+    } else {
+        format!("videoscale ! video/x-raw,format=RGB,width={width},height={height}")
+    };
+    vec![("crop", crop.unwrap_or_default()), ("scale", scale)]
 }
 
 /// A frame rate as a GStreamer fraction, to the millihertz (e.g. 12.5 → 25/2).

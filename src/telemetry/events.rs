@@ -25,6 +25,19 @@ impl Event for FrameWrongSize<'_> {
     }
 }
 
+/// A frame that does not fit its model's view (size, ROI, mask): dropped.
+pub struct FrameOutsideView<'a> {
+    pub camera: &'a str,
+    pub error: &'a dyn Display,
+}
+
+impl Event for FrameOutsideView<'_> {
+    fn emit(self, t: &Telemetry) {
+        error!(camera = self.camera, "Frame dropped: {}", self.error);
+        t.dropped(self.camera, DropReason::WrongSize);
+    }
+}
+
 /// A batch that failed to score: its frames are dropped.
 pub struct BatchFailed<'a> {
     pub model: &'a str,

@@ -15,10 +15,11 @@ use crate::input::images::{self, ImageError};
 use crate::input::mvtec;
 use crate::model::backbone::{self, BackboneError};
 use crate::model::bundle::{self, Bundle, BundleError};
-use crate::model::manifest::{CfaParams, InputInfo, Manifest, Provenance};
+use crate::model::manifest::{CfaParams, FitKind, InputInfo, Manifest, Provenance, ViewInfo};
 use crate::model::runtime::Runtime;
-use crate::model::scorer::{ImageBatch, ScoreError, Scorer};
+use crate::model::scorer::{ScoreError, Scorer};
 use crate::util::rng::SplitMix64;
+use crate::view::{Fit, Rect, View};
 
 /// Everything `inspectd train` needs, validated.
 #[derive(Debug, Clone)]
@@ -47,6 +48,20 @@ pub struct TrainSettings {
     pub video_frames: usize,
     /// Good frames captured from a live camera before training.
     pub live: Option<LiveCapture>,
+    /// The view to store: ROI, tiles or letterbox, ignore mask. `None` stretches every image
+    /// to the input size and stores no view, as bundles before views did.
+    pub view: Option<ViewRequest>,
+}
+
+/// What `train --roi/--tile/--mask/--letterbox` asks for. The frame size is the training
+/// images' own (they must all have it).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ViewRequest {
+    pub roi: Option<Rect>,
+    /// Tiles of the input size sharing this many pixels; `None` letterboxes the whole ROI.
+    pub tile_overlap: Option<u32>,
+    /// Ignore mask at ROI resolution (white = inspect, black = ignore).
+    pub mask: Option<PathBuf>,
 }
 
 /// Frames from a configured camera, spread over time rather than consecutive.
@@ -124,6 +139,12 @@ pub enum TrainError {
     Bundle(#[from] BundleError),
     #[error("camera '{camera}' gave no training frames: {reason}")]
     Live { camera: String, reason: String },
+    #[error("{path} is {got_w}x{got_h} but the first training image is {want_w}x{want_h}; a model with --roi, --tile, --mask or --letterbox is trained on frames of one size")]
+    FrameSize { path: String, got_w: u32, got_h: u32, want_w: u32, want_h: u32 },
+    #[error("the view does not fit the training images: {0}")]
+    View(#[from] crate::view::ViewError),
+    #[error("ignore mask {0}")]
+    Mask(String),
 }
 
 /// Runs training end to end and writes the bundle.
@@ -134,15 +155,22 @@ pub fn train(
 ) -> Result<TrainReport, TrainError> {
     let started = Instant::now();
     let paths = collect_inputs(&s.inputs)?;
-    let (mut images, skipped) = load_resized(&paths, s.width, s.height, s.video_frames, on);
+    let size = if s.view.is_some() { crate::source::NATIVE_SIZE } else { (s.width, s.height) };
+    let (mut frames, skipped) = load_images(&paths, size, s.video_frames, on);
     if let Some(live) = &s.live {
-        images.extend(capture_live(live, s.width, s.height, on)?);
+        frames.extend(capture_live(live, size, on)?);
     }
-    let (train_set, holdout_set) = split(images, s.holdout, s.fit.seed);
-    if train_set.len() < s.min_images.max(1) {
-        let (usable, holdout) = (train_set.len(), holdout_set.len());
+    let view = match &s.view {
+        Some(request) => Some(training_view(request, &frames, &paths, s)?),
+        None => None,
+    };
+    let (train_frames, holdout_frames) = split(frames, s.holdout, s.fit.seed);
+    if train_frames.len() < s.min_images.max(1) {
+        let (usable, holdout) = (train_frames.len(), holdout_frames.len());
         return Err(TrainError::TooFew { usable, skipped, holdout, needed: s.min_images.max(1) });
     }
+    let train_set = model_inputs(view.as_ref(), train_frames.clone())?;
+    let holdout_set = model_inputs(view.as_ref(), holdout_frames.clone())?;
     let backbone_onnx = std::fs::read(&s.backbone)
         .map_err(|source| TrainError::BackboneFile { path: s.backbone.clone(), source })?;
     let desc = backbone::describe(runtime, &s.backbone.display().to_string(), &backbone_onnx)?;
@@ -178,14 +206,18 @@ pub fn train(
     };
     drop(backbone_session);
     let mut bundle = assemble(s, &desc, &norm, &backbone_onnx, &fitted)?;
-    on(TrainEvent::Calibrating { images: holdout_set.len() });
-    bundle.manifest.threshold = calibrate_bundle(runtime, &bundle, &holdout_set, s)?;
-    bundle.manifest.focus = focus_stats(if holdout_set.is_empty() { &train_set } else { &holdout_set });
+    if let Some((info, mask)) = view.as_ref().map(|v| view_info(v, &train_frames)) {
+        bundle.set_view(info, mask);
+    }
+    on(TrainEvent::Calibrating { images: holdout_frames.len() });
+    bundle.manifest.threshold = calibrate_bundle(runtime, &bundle, &holdout_frames, s)?;
+    let focus_frames = if holdout_frames.is_empty() { &train_frames } else { &holdout_frames };
+    bundle.manifest.focus = focus_stats(&health_images(&bundle, focus_frames));
     let final_loss = fitted.epoch_losses.last().copied().unwrap_or(f32::NAN);
     let epochs = fitted.epoch_losses.len();
     bundle.manifest.training = Some(Provenance {
         source: s.inputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
-        images: train_set.len(),
+        images: train_frames.len(),
         epochs,
         final_loss,
         seed: s.fit.seed,
@@ -200,8 +232,8 @@ pub fn train(
     let threshold = bundle.manifest.threshold.as_ref();
     Ok(TrainReport {
         bundle: s.out.clone(),
-        train_images: train_set.len(),
-        holdout_images: holdout_set.len(),
+        train_images: train_frames.len(),
+        holdout_images: holdout_frames.len(),
         skipped,
         epochs,
         final_loss,
@@ -211,6 +243,81 @@ pub fn train(
         threshold_method: threshold.map(|t| t.method.clone()),
         elapsed_s: started.elapsed().as_secs_f32(),
     })
+}
+
+/// The view a new bundle gets: the training frames' size (all must share it), the ROI,
+/// tiles or letterbox, and the mask, checked against one another.
+fn training_view(
+    request: &ViewRequest,
+    frames: &[RgbImage],
+    paths: &[PathBuf],
+    s: &TrainSettings,
+) -> Result<View, TrainError> {
+    let Some(first) = frames.first() else {
+        return Err(TrainError::TooFew {
+            usable: 0,
+            skipped: paths.len(),
+            holdout: 0,
+            needed: s.min_images.max(1),
+        });
+    };
+    let (want_w, want_h) = first.dimensions();
+    if let Some((i, f)) = frames.iter().enumerate().find(|(_, f)| f.dimensions() != (want_w, want_h)) {
+        let (got_w, got_h) = f.dimensions();
+        let path = paths.get(i).map(|p| p.display().to_string()).unwrap_or_else(|| format!("frame {i}"));
+        return Err(TrainError::FrameSize { path, got_w, got_h, want_w, want_h });
+    }
+    let mask = match &request.mask {
+        Some(path) => Some(std::sync::Arc::new(crate::view::load_mask(path).map_err(TrainError::Mask)?)),
+        None => None,
+    };
+    let fit = match request.tile_overlap {
+        Some(overlap) => Fit::Tiles { overlap },
+        None => Fit::Letterbox,
+    };
+    let view =
+        View { frame: Some((want_w, want_h)), roi: request.roi, fit, input: (s.width, s.height), mask };
+    view.check((want_w, want_h))?;
+    Ok(view)
+}
+
+/// The manifest's `[view]` for a training view, and its mask.
+fn view_info(view: &View, frames: &[RgbImage]) -> (ViewInfo, Option<image::GrayImage>) {
+    let frame =
+        view.frame.or(frames.first().map(|f| f.dimensions())).expect("training views know their frame");
+    let (fit, overlap) = match view.fit {
+        Fit::Tiles { overlap } => (FitKind::Tiles, overlap),
+        Fit::Letterbox | Fit::Stretch => (FitKind::Letterbox, 0),
+    };
+    let info = ViewInfo { frame: [frame.0, frame.1], roi: view.roi, fit, overlap, mask: None };
+    (info, view.mask.as_deref().cloned())
+}
+
+/// Frames as the model sees them: every tile of every frame, or one letterboxed image each.
+/// Without a view the frames are already at the input size.
+fn model_inputs(view: Option<&View>, frames: Vec<RgbImage>) -> Result<Vec<RgbImage>, TrainError> {
+    let Some(view) = view else { return Ok(frames) };
+    let mut inputs = Vec::new();
+    for frame in &frames {
+        inputs.extend(view.prepare(frame)?.inputs);
+    }
+    Ok(inputs)
+}
+
+/// The images the daemon's focus check measures, for frames of this bundle: the ROI at
+/// sensor resolution with a view, the stretched model input without one.
+pub fn health_images(bundle: &Bundle, frames: &[RgbImage]) -> Vec<RgbImage> {
+    let view = bundle.view(None);
+    frames
+        .iter()
+        .filter_map(|f| match view.fit {
+            Fit::Stretch => Some(preprocess::resize(f, view.input.0, view.input.1)),
+            _ => {
+                let roi = view.roi_in(f.dimensions()).ok()?;
+                Some(image::imageops::crop_imm(f, roi.x, roi.y, roi.width, roi.height).to_image())
+            }
+        })
+        .collect()
 }
 
 /// The focus measure of the calibration images, which the daemon's out-of-focus check
@@ -293,13 +400,12 @@ pub fn collect_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, ImageError> {
     Ok(paths)
 }
 
-/// Loads and resizes every image; unreadable ones are reported and skipped.
-/// Loads and resizes every image, and samples `video_frames` frames spread over each video;
-/// unreadable files are reported and skipped.
-fn load_resized(
+/// Loads every image resized to `(w, h)` ([`crate::source::NATIVE_SIZE`] keeps its own size),
+/// and samples `video_frames` frames spread over each video; unreadable files are reported and
+/// skipped.
+fn load_images(
     paths: &[PathBuf],
-    w: u32,
-    h: u32,
+    (w, h): (u32, u32),
     video_frames: usize,
     on: &mut dyn FnMut(TrainEvent),
 ) -> (Vec<RgbImage>, usize) {
@@ -307,7 +413,10 @@ fn load_resized(
     let mut skipped = 0;
     for (i, path) in paths.iter().enumerate() {
         let loaded = if images::is_image(path) {
-            images::load_rgb(path).map(|img| vec![preprocess::resize(&img, w, h)]).map_err(|e| e.to_string())
+            let native = (w, h) == crate::source::NATIVE_SIZE;
+            images::load_rgb(path)
+                .map(|img| vec![if native { img } else { preprocess::resize(&img, w, h) }])
+                .map_err(|e| e.to_string())
         } else {
             crate::source::sample_frames(path, w, h, video_frames)
                 .map(|f| f.iter().map(|f| f.to_image()).collect())
@@ -329,8 +438,7 @@ fn load_resized(
 /// covers the line's variation over time rather than one moment.
 fn capture_live(
     live: &LiveCapture,
-    w: u32,
-    h: u32,
+    (w, h): (u32, u32),
     on: &mut dyn FnMut(TrainEvent),
 ) -> Result<Vec<RgbImage>, TrainError> {
     use crate::flow::edge::{edge, Overflow};
@@ -338,7 +446,8 @@ fn capture_live(
     let settings = SourceSettings {
         camera: live.camera.as_str().into(),
         source: live.source.clone(),
-        roi: live.roi,
+        // At the source's own size the view crops (its ROI came from the camera's roi).
+        roi: if (w, h) == crate::source::NATIVE_SIZE { None } else { live.roi },
         width: w,
         height: h,
         stall_timeout: DEFAULT_STALL_TIMEOUT,
@@ -395,27 +504,29 @@ fn calibrate_bundle(
     s: &TrainSettings,
 ) -> Result<Option<crate::model::manifest::Threshold>, TrainError> {
     let mut scorer = Scorer::new(runtime, bundle)?;
+    let view = bundle.view(None);
     if let Some(dir) = &s.validation {
         let tests = mvtec::test_images(dir)?;
         let mut images = Vec::new();
         for t in &tests {
-            images.push(preprocess::resize(&images::load_rgb(&t.path)?, s.width, s.height));
+            images.push(images::load_rgb(&t.path)?);
         }
-        let scores = score_all(&mut scorer, &images, s)?;
+        let scores = score_all(&mut scorer, &view, &images)?;
         let labels: Vec<bool> = tests.iter().map(|t| t.is_anomalous()).collect();
         if let Some(t) = calibrate::from_labelled(&scores, &labels) {
             return Ok(Some(t));
         }
     }
-    let scores = score_all(&mut scorer, holdout, s)?;
+    let scores = score_all(&mut scorer, &view, holdout)?;
     Ok(calibrate::from_normal(&scores, s.calibration))
 }
 
-fn score_all(scorer: &mut Scorer, images: &[RgbImage], s: &TrainSettings) -> Result<Vec<f32>, TrainError> {
-    let mut scores = Vec::with_capacity(images.len());
-    for chunk in images.chunks(8) {
-        let batch = ImageBatch::from_images(chunk, s.width, s.height, &preprocess::Normalisation::IMAGENET);
-        scores.extend(scorer.score(&batch)?.0.iter().map(|r| r.score));
+/// Whole-frame scores through the bundle's view, as the daemon will compute them.
+fn score_all(scorer: &mut Scorer, view: &View, frames: &[RgbImage]) -> Result<Vec<f32>, TrainError> {
+    let mut scores = Vec::with_capacity(frames.len());
+    for chunk in frames.chunks(8) {
+        let chunk: Vec<&RgbImage> = chunk.iter().collect();
+        scores.extend(scorer.score_frames(view, &chunk)?.0.iter().map(|r| r.score));
     }
     Ok(scores)
 }

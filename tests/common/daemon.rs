@@ -61,6 +61,7 @@ pub fn washer_model() -> &'static Path {
             min_images: 2,
             video_frames: 120,
             live: None,
+            view: None,
         };
         let rt = Runtime::init(RuntimeSettings::default()).expect("ONNX Runtime (run scripts/setup)");
         train(&rt, &settings, &mut |_| {}).expect("train the test model");
