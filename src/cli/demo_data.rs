@@ -8,6 +8,7 @@ use clap::Args;
 
 use anyhow::Context;
 
+use crate::synth::frames::{write_frame_set, FrameSetSpec};
 use crate::synth::photo::{photo_source, write_photo_category, Level, PhotoSource, PhotoSpec, PHOTOS};
 use crate::synth::video::{write_video, VideoPlan};
 use crate::synth::{write_category, Category, SynthSpec};
@@ -51,6 +52,10 @@ pub struct DemoDataArgs {
     /// Defect strengths for the real-photo benchmark (default: both).
     #[arg(long, value_enum, value_delimiter = ',', requires = "photos")]
     pub level: Vec<Level>,
+    /// Write camera-sized frames of WIDTHxHEIGHT instead, each test defect 3–15 px across (one
+    /// type, `small`), as OUT/<category>_<W>x<H>: the case tiling (`train --tile`) is for.
+    #[arg(long, value_name = "WxH", value_parser = super::train::parse_frame_size, conflicts_with = "photos")]
+    pub frames: Option<(u32, u32)>,
 }
 
 pub fn run(args: DemoDataArgs) -> anyhow::Result<ExitCode> {
@@ -58,6 +63,21 @@ pub fn run(args: DemoDataArgs) -> anyhow::Result<ExitCode> {
         return write_photos(&args, dir);
     }
     let categories = if args.category.is_empty() { Category::all().to_vec() } else { args.category.clone() };
+    if let Some((width, height)) = args.frames {
+        for category in categories.into_iter().filter(|c| !c.is_object()) {
+            let spec = FrameSetSpec {
+                category,
+                width,
+                height,
+                train_good: args.train,
+                test_good: args.test_good,
+                test_defect: args.defects,
+                seed: args.seed,
+            };
+            eprintln!("wrote {}", write_frame_set(&spec, &args.out)?.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     if let Some(path) = &args.video {
         write_demo_video(&args, categories[0], path)?;
     }

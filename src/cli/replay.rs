@@ -164,6 +164,7 @@ fn settings(
         inputs,
         camera: camera.as_ref().map_or_else(|| "replay".to_string(), |(id, _)| id.clone()),
         roi: camera.as_ref().and_then(|(_, c)| c.roi),
+        ignore: camera.as_ref().map(|(_, c)| c.ignore.clone()).unwrap_or_default(),
         alarm: camera.as_ref().map_or_else(AlarmConfig::default, |(_, c)| c.alarm),
         evidence_policy: camera.as_ref().map_or_else(CameraEvidence::default, |(_, c)| c.evidence),
         threshold: args.threshold.or(camera.as_ref().and_then(|(_, c)| c.threshold)),

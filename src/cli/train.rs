@@ -136,6 +136,14 @@ pub enum RadiusModeArg {
     Fixed,
 }
 
+/// A frame size `WIDTHxHEIGHT` from 32 to 4096 px a side.
+pub fn parse_frame_size(s: &str) -> Result<(u32, u32), String> {
+    match s.split_once(['x', 'X']) {
+        Some(_) => parse_size(s),
+        None => Err(format!("'{s}' is not a frame size (use WIDTHxHEIGHT, e.g. 1024x768)")),
+    }
+}
+
 fn parse_tile(s: &str) -> Result<u32, String> {
     let (w, _) = parse_size(s)?;
     Ok(w)

@@ -369,9 +369,16 @@ pub struct CameraConfig {
     /// Overrides the model's calibrated threshold (raw score).
     #[serde(default)]
     pub threshold: Option<f32>,
-    /// Crop applied before resizing to the model size.
+    /// The inspected rectangle, in sensor pixels. For a model with a stored view it moves the
+    /// view's ROI (a camera that moved; the tile size stays the model's); for a model without
+    /// one it is cropped before resizing to the model size.
     #[serde(default)]
     pub roi: Option<Roi>,
+    /// Areas never judged (serial numbers, moving fixtures): polygons of `[x, y]` sensor
+    /// pixels, applied to the anomaly map before the score and the regions, on top of the
+    /// model's own ignore mask. Needs a model with a stored view.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore: Vec<Vec<[f32; 2]>>,
     /// Frames waiting for scoring; live sources drop the oldest when it is full.
     #[serde(default = "default_queue")]
     pub queue: usize,

@@ -16,7 +16,15 @@ pub enum EvidenceError {
     #[error(
         "camera {camera} frame {seq}: anomaly map is {map_w}x{map_h} but its roi is {roi} in a {image_w}x{image_h} frame"
     )]
-    Size { camera: String, seq: u64, map_w: usize, map_h: usize, roi: crate::view::Rect, image_w: u32, image_h: u32 },
+    Size {
+        camera: String,
+        seq: u64,
+        map_w: usize,
+        map_h: usize,
+        roi: crate::view::Rect,
+        image_w: u32,
+        image_h: u32,
+    },
     #[error("cannot create evidence directory {path}: {source}")]
     CreateDir { path: PathBuf, source: io::Error },
     #[error("cannot list evidence in {path}: {source}")]

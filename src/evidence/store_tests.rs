@@ -168,7 +168,10 @@ fn errors_name_the_camera_or_the_path() {
     let mut store = EvidenceStore::open(&dir, 100, 1 << 30, EvidenceFormat::Png).expect("opens");
     let wrong_map = Array2::<f32>::zeros((4, 4));
     let err = store.save("line1", 3, at(0), &grey_frame(), heat(&wrong_map, 1.0)).expect_err("size");
-    assert_eq!(err.to_string(), "camera line1 frame 3: anomaly map is 4x4 but its roi is 16x12 at (0, 0) in a 16x12 frame");
+    assert_eq!(
+        err.to_string(),
+        "camera line1 frame 3: anomaly map is 4x4 but its roi is 16x12 at (0, 0) in a 16x12 frame"
+    );
     let err = store.save("../etc", 3, at(0), &grey_frame(), heat(&hot_corner_map(), 1.0)).expect_err("id");
     assert!(err.to_string().contains("\"../etc\"") && !err.is_transient(), "{err}");
 

@@ -23,7 +23,7 @@ use crate::cfa::preprocess::{normalise_rgb_into, Normalisation};
 use crate::flow::edge::{EdgeReceiver, Signal};
 use crate::flow::frame::Frame;
 use crate::model::scorer::{ImageBatch, ScoreError, Scorer};
-use crate::view::{Rect, View};
+use crate::view::{CameraView, Rect, View};
 
 /// Longest the loop sleeps without frames before reporting an idle heartbeat.
 const IDLE_BEAT: Duration = Duration::from_secs(1);
@@ -101,8 +101,10 @@ pub struct ScoringStage {
     /// The bundle's view. Without a stored one ([`View::frame`] `None`), sources deliver
     /// frames already at the input size; with one, at their own size, cut here.
     pub view: View,
-    /// Cameras whose config moves the view's ROI.
-    pub rois: HashMap<Arc<str>, Rect>,
+    /// Cameras whose config moves the view's ROI or ignores areas.
+    pub cameras: HashMap<Arc<str>, CameraView>,
+    /// Each camera's resolved view per frame size (rasterising polygons is not per frame).
+    pub resolved: HashMap<(Arc<str>, (u32, u32)), View>,
 }
 
 impl ScoringStage {
@@ -142,6 +144,7 @@ impl ScoringStage {
             self.model = next.model;
             self.norm = next.norm;
             self.view = next.view;
+            self.resolved.clear();
         }
     }
 
@@ -262,7 +265,14 @@ impl ScoringStage {
             }
         }
         for (camera, group) in by_camera {
-            let view = View { roi: self.rois.get(&camera).copied().or(self.view.roi), ..self.view.clone() };
+            let size = (group[0].width, group[0].height);
+            let view = self
+                .resolved
+                .entry((camera.clone(), size))
+                .or_insert_with(|| {
+                    self.cameras.get(&camera).cloned().unwrap_or_default().resolve(&self.view, size)
+                })
+                .clone();
             let (group, outside): (Vec<Frame>, Vec<Frame>) =
                 group.into_iter().partition(|f| view.check((f.width, f.height)).is_ok());
             for f in outside {

@@ -42,7 +42,7 @@ use crate::pipeline::scoring::{Batching, ModelIdentity, ScoredFrame, ScoringStag
 use crate::publish::PublishHandle;
 use crate::source::NATIVE_SIZE;
 use crate::telemetry::{DropReason, Telemetry};
-use crate::view::Rect;
+use crate::view::{CameraView, Rect};
 
 /// How fast frames are fed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -57,6 +57,8 @@ pub struct ReplaySettings {
     /// Names alarms and evidence (the config camera id, or "replay").
     pub camera: String,
     pub roi: Option<Roi>,
+    /// Polygons never judged, in sensor pixels (the config camera's `ignore`).
+    pub ignore: Vec<Vec<[f32; 2]>>,
     pub alarm: AlarmConfig,
     /// What evidence to save (the config camera's `evidence`, or alarms only).
     pub evidence_policy: CameraEvidence,
@@ -142,10 +144,11 @@ pub fn replay(
         sha: bundle.short_sha().to_string(),
         threshold: bundle.manifest.threshold.clone(),
     });
-    let mut view = bundle.view(None);
-    if let (true, Some(r)) = (view.stored(), s.roi) {
-        view.roi = Some(Rect { x: r.x, y: r.y, width: r.width, height: r.height });
-    }
+    let view = bundle.view(None);
+    let camera_view = CameraView {
+        roi: s.roi.map(|r| Rect { x: r.x, y: r.y, width: r.width, height: r.height }),
+        ignore: s.ignore.clone(),
+    };
     let signal = Arc::new(Signal::default());
     let (policy, capacity, wait) = match s.pace {
         Pace::Fast => (Overflow::Block, 2 * s.batch, Duration::from_secs(2)),
@@ -166,7 +169,8 @@ pub fn replay(
         telemetry: telemetry.clone(),
         swap: Default::default(),
         view: view.clone(),
-        rois: Default::default(),
+        cameras: s.inputs.iter().map(|i| (Arc::from(i.name()), camera_view.clone())).collect(),
+        resolved: HashMap::new(),
     };
     let scoring = stage.spawn()?;
     // A model with a view gets frames at their own size and cuts them itself (`--roi` moves

@@ -40,7 +40,7 @@ use crate::settings::{CameraSettings, Settings};
 use crate::source::{self, SourceSettings, SourceStatus, Triggered};
 use crate::telemetry::{Event, Reload, Telemetry};
 use crate::util::supervise::{Exit, Lifetime, Supervisor, TaskHandle};
-use crate::view::Rect;
+use crate::view::{CameraView, Rect, View};
 
 /// Threads of one stage.
 type Threads = Vec<JoinHandle<()>>;
@@ -468,7 +468,7 @@ fn start_streams(
         let mut inputs: Vec<EdgeReceiver<Frame>> = Vec::new();
         let (h, w) = model.scorer.input_size();
         let view = model.bundle.view(None);
-        let mut rois = HashMap::new();
+        let mut views = HashMap::new();
         for (id, cam) in cameras.iter().filter(|(_, c)| c.config.model == name) {
             // A model with a view cuts frames itself: the source keeps its own size, and the
             // camera's roi moves the view's ROI instead of cropping in GStreamer.
@@ -476,11 +476,9 @@ fn start_streams(
                 true => (None, source::NATIVE_SIZE),
                 false => (cam.config.roi, (w as u32, h as u32)),
             };
-            if let (true, Some(r)) = (view.stored(), cam.config.roi) {
-                rois.insert(
-                    Arc::from(id.as_str()),
-                    Rect { x: r.x, y: r.y, width: r.width, height: r.height },
-                );
+            check_camera_view(id, &name, &view, &cam.config)?;
+            if view.stored() {
+                views.insert(Arc::from(id.as_str()), camera_view(&cam.config));
             }
             let source_settings = SourceSettings {
                 camera: Arc::from(id.as_str()),
@@ -535,11 +533,43 @@ fn start_streams(
             telemetry: Arc::clone(telemetry),
             swap: slots[&name].swap.clone(),
             view,
-            rois,
+            cameras: views,
+            resolved: HashMap::new(),
         };
         scoring.push(supervisor.thread(&stage.thread_name(), Lifetime::MayEnd, move || stage.run())?);
     }
     Ok((sources, scoring))
+}
+
+/// Refuses at start what would drop every frame: `ignore` on a model without a view, and a
+/// camera `roi` that does not fit the frames the model's view was trained on.
+fn check_camera_view(
+    id: &str,
+    model: &str,
+    view: &View,
+    cam: &crate::config::types::CameraConfig,
+) -> Result<(), DaemonError> {
+    let refuse = |reason: String| DaemonError::Camera { camera: id.to_string(), reason };
+    if !view.stored() && !cam.ignore.is_empty() {
+        return Err(refuse(format!(
+            "cameras.{id}.ignore needs a model trained with a view (inspectd train --roi, --tile, --mask or --letterbox); model '{model}' stretches whole frames"
+        )));
+    }
+    if let Some(frame) = view.frame.filter(|_| view.stored()) {
+        camera_view(cam)
+            .resolve(view, frame)
+            .check(frame)
+            .map_err(|e| refuse(format!("cameras.{id}.roi: {e}")))?;
+    }
+    Ok(())
+}
+
+/// What a camera's config changes in its model's view.
+pub(crate) fn camera_view(cam: &crate::config::types::CameraConfig) -> CameraView {
+    CameraView {
+        roi: cam.roi.map(|r| Rect { x: r.x, y: r.y, width: r.width, height: r.height }),
+        ignore: cam.ignore.clone(),
+    }
 }
 
 /// Stops the sources and waits, until `deadline`, for each stage to drain in order.

@@ -176,6 +176,14 @@ fn camera(p: &mut Vec<Problem>, c: &Config, id: &str, cam: &CameraConfig) {
             p.push(Problem::new(key("roi"), "width and height must be positive"));
         }
     }
+    for (i, poly) in cam.ignore.iter().enumerate() {
+        if poly.len() < 3 || poly.iter().flatten().any(|v| !v.is_finite()) {
+            p.push(Problem::new(
+                key(&format!("ignore[{i}]")),
+                "a polygon needs at least 3 [x, y] points, each a finite pixel position",
+            ));
+        }
+    }
     for message in crate::source::validate(&cam.source, cam.roi) {
         // "source.fps: …" becomes key cameras.ID.source.fps, so each problem keeps its own key.
         match message.split_once(": ").filter(|(k, _)| k.starts_with("source.") && !k.contains(' ')) {

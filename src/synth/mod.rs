@@ -23,6 +23,7 @@
 mod canvas;
 mod dataset;
 mod defect;
+pub mod frames;
 mod kinds;
 mod noise;
 mod object;

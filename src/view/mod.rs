@@ -106,6 +106,27 @@ pub struct View {
     pub mask: Option<Arc<GrayImage>>,
 }
 
+/// What a camera's config changes in its model's view: the ROI (a camera that moved) and
+/// polygons never judged, in sensor pixels.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CameraView {
+    pub roi: Option<Rect>,
+    pub ignore: Vec<Vec<[f32; 2]>>,
+}
+
+impl CameraView {
+    /// The view this camera's frames of `frame` size go through.
+    pub fn resolve(&self, base: &View, frame: (u32, u32)) -> View {
+        let mut view = View { roi: self.roi.or(base.roi), ..base.clone() };
+        if !self.ignore.is_empty() {
+            let roi = view.roi.unwrap_or(Rect::whole(frame.0, frame.1));
+            let own = base.mask.as_deref().filter(|m| m.dimensions() == roi.size());
+            view.mask = Some(Arc::new(ignore_polygons(roi, &self.ignore, own)));
+        }
+        view
+    }
+}
+
 /// The mean colour padding is filled with: the ImageNet mean, which normalises to zero.
 const PAD: [u8; 3] = [124, 116, 104];
 
@@ -365,6 +386,20 @@ mod tests {
         assert_eq!(mask.get_pixel(7, 7).0[0], 0);
         assert_eq!(mask.get_pixel(2, 2).0[0], 255);
         assert_eq!(mask.pixels().filter(|p| p.0[0] == 0).count(), 25);
+    }
+
+    #[test]
+    fn a_camera_moves_the_roi_and_adds_its_polygons_to_the_mask() {
+        let base = View { fit: Fit::Letterbox, ..View::stretch((64, 64)) };
+        let cam = CameraView {
+            roi: Some(Rect { x: 10, y: 10, width: 100, height: 50 }),
+            ignore: vec![vec![[10.0, 10.0], [20.0, 10.0], [20.0, 20.0], [10.0, 20.0]]],
+        };
+        let view = cam.resolve(&base, (200, 100));
+        assert_eq!(view.roi, cam.roi);
+        let mask = view.mask.expect("polygons make a mask");
+        assert_eq!(mask.dimensions(), (100, 50));
+        assert_eq!((mask.get_pixel(5, 5).0[0], mask.get_pixel(50, 30).0[0]), (0, 255));
     }
 
     #[test]
