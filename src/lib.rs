@@ -8,12 +8,14 @@
 //!
 //! ```text
 //! source (GStreamer thread per camera: aravissrc | rtspsrc | v4l2src | filesrc | videotestsrc)
-//!   └─ appsink: RGB at model size, max-buffers 2, drop (live) ──► Frame
+//!   └─ appsink: RGB at model size (a model with a view: the camera's own size), max-buffers 2,
+//!      drop (live) ──► Frame
 //!        └─ edge per camera, capacity `cameras.X.queue` (4):
 //!             live: drop oldest + count · file: block
 //!             └─ scoring thread per model (owns the ONNX Runtime sessions):
 //!                  batch ≤ `models.X.batch` frames or ≤ `max_wait_ms`, round-robin over cameras;
-//!                  backbone → descriptor + kNN → map, blur, score
+//!                  view (ROI, tiles: one batch per frame; or letterbox) → backbone →
+//!                  descriptor + kNN → maps, blur → stitched at ROI resolution, ignore mask → score
 //!                  └─ channel (16, block) ──► decision thread:
 //!                       threshold, regions, k-of-n alarm with hysteresis and latch
 //!                       ├─ MQTT publisher (results: drop + count when the client queue is full;
@@ -41,6 +43,8 @@
 //! # Modules
 //!
 //! - [`cfa`]: the algorithm's math (pure functions) and the ONNX graph generator.
+//! - [`view`]: how a frame becomes model inputs (ROI, native-resolution tiles, letterbox) and
+//!   their maps one map in the frame's pixels (blended stitch, ignore mask).
 //! - [`model`]: ONNX Runtime, model bundles, the scorer and its thread.
 //! - [`train`], [`eval`], [`synth`]: fitting, metrics, synthetic defect data.
 //! - [`config`] (as written) and [`settings`] (checked and converted, once), [`source`], [`pipeline`], [`decision`], [`publish`], [`evidence`]: the daemon.

@@ -17,6 +17,7 @@ use ort::session::Session;
 use ort::value::TensorRef;
 use serde::Serialize;
 
+use super::bench_frame::BenchView;
 use super::RuntimeArgs;
 use crate::cfa::blur::GaussianBlur;
 use crate::cfa::descriptor::DescriptorWeights;
@@ -60,6 +61,16 @@ pub struct BenchArgs {
     /// An image to decode in the preprocessing stage (default: a generated 640×480 PNG).
     #[arg(long, value_name = "FILE")]
     pub image: Option<PathBuf>,
+    /// Benchmark whole camera frames of WIDTHxHEIGHT through a view instead (with --model):
+    /// ms per frame, frames per second, and the share of stitching and masking.
+    #[arg(long, value_name = "WxH", value_parser = super::train::parse_frame_size, requires = "model")]
+    pub frame: Option<(u32, u32)>,
+    /// With --frame: the bundle's stored view, model-size tiles, or the whole frame letterboxed.
+    #[arg(long, value_enum, default_value = "stored", requires = "frame")]
+    pub view: BenchView,
+    /// With --frame and tiles: pixels neighbouring tiles share.
+    #[arg(long, default_value_t = 32, requires = "frame")]
+    pub tile_overlap: u32,
     /// Print the report as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -115,6 +126,22 @@ struct Report {
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let runtime = Runtime::init(args.runtime.settings())?;
+    if let (Some(frame), Some(dir)) = (args.frame, &args.model) {
+        let bundle = Bundle::load(dir).context("cannot load the model bundle")?;
+        let r = super::bench_frame::measure(
+            &runtime,
+            &bundle,
+            args.view,
+            frame,
+            args.tile_overlap,
+            args.seconds,
+        )?;
+        match args.json {
+            true => println!("{}", serde_json::to_string_pretty(&r)?),
+            false => super::bench_frame::print(&r),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let subject = load_subject(&args, &runtime)?;
     let sessions = Sessions::new(&runtime, &subject, args.knn_chunk, args.knn_window)?;
     let png = sample_png(args.image.as_ref())?;

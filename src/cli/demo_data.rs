@@ -52,8 +52,9 @@ pub struct DemoDataArgs {
     /// Defect strengths for the real-photo benchmark (default: both).
     #[arg(long, value_enum, value_delimiter = ',', requires = "photos")]
     pub level: Vec<Level>,
-    /// Write camera-sized frames of WIDTHxHEIGHT instead, each test defect 3–15 px across (one
-    /// type, `small`), as OUT/<category>_<W>x<H>: the case tiling (`train --tile`) is for.
+    /// Write camera-sized frames of WIDTHxHEIGHT instead (textures, or a part cut at the frame's
+    /// edge), each test defect 3–15 px across (one type, `small`), as OUT/<category>_<W>x<H>:
+    /// the case tiling (`train --tile`) is for.
     #[arg(long, value_name = "WxH", value_parser = super::train::parse_frame_size, conflicts_with = "photos")]
     pub frames: Option<(u32, u32)>,
 }
@@ -64,7 +65,7 @@ pub fn run(args: DemoDataArgs) -> anyhow::Result<ExitCode> {
     }
     let categories = if args.category.is_empty() { Category::all().to_vec() } else { args.category.clone() };
     if let Some((width, height)) = args.frames {
-        for category in categories.into_iter().filter(|c| !c.is_object()) {
+        for category in categories {
             let spec = FrameSetSpec {
                 category,
                 width,

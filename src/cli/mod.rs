@@ -5,6 +5,7 @@
 //! 0 ok, 2 usage, 78 configuration error, 1 runtime failure.
 
 mod bench;
+mod bench_frame;
 mod demo_data;
 mod eval;
 mod replay;

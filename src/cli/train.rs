@@ -48,6 +48,11 @@ pub struct TrainArgs {
     /// Pixels neighbouring tiles share; their maps are blended there.
     #[arg(long, value_name = "PX", default_value_t = 32, requires = "tile")]
     pub tile_overlap: u32,
+    /// With --tile: the memory bank's centres, one per patch position shared by all tiles
+    /// (`shared`), or one per position of every tile (`per-tile`: tiles× the bank and the kNN
+    /// work). README "Real camera frames" has the measurement.
+    #[arg(long, value_enum, default_value = "shared", requires = "tile")]
+    pub tile_bank: TileBank,
     /// Ignore mask at ROI resolution: white = inspect, black = ignore (serial numbers, fixtures).
     #[arg(long, value_name = "FILE.png")]
     pub mask: Option<PathBuf>,
@@ -130,6 +135,12 @@ pub struct TrainArgs {
     pub runtime: RuntimeArgs,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TileBank {
+    Shared,
+    PerTile,
+}
+
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum RadiusModeArg {
     Trainable,
@@ -202,6 +213,7 @@ impl TrainArgs {
                 seed: self.seed,
                 optim: AdamWConfig::default(),
                 bank_input: self.bank_input,
+                bank_groups: 1,
             },
             select: (!self.no_select)
                 .then_some(Selection { max_epochs: self.epochs, patience: self.patience }),
@@ -230,6 +242,7 @@ impl TrainArgs {
             roi: self.roi.or(camera_roi.map(|r| Rect { x: r.x, y: r.y, width: r.width, height: r.height })),
             tile_overlap: self.tile.map(|_| self.tile_overlap),
             mask: self.mask.clone(),
+            per_tile_bank: self.tile_bank == TileBank::PerTile,
         }))
     }
 

@@ -93,7 +93,8 @@ pub struct ResultMessage {
     pub score_norm: f32,
     pub threshold: f32,
     pub verdict: Verdict,
-    /// Connected anomalous regions, in model-input pixels.
+    /// Connected anomalous regions, in the frame's pixels (sensor pixels for a model with a
+    /// view; the frame as scaled to the model input for one without).
     pub regions: Vec<Region>,
     pub model: ModelRef,
     /// Set by `inspectd replay`, so live consumers can ignore re-scored recordings.

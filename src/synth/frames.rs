@@ -18,7 +18,8 @@ use crate::util::rng::{tag, SplitMix64};
 /// What to write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FrameSetSpec {
-    /// The texture (a texture category: brushed_metal, wood, fabric or stone).
+    /// The texture or part; a part (washer, pcb_pad) is rendered at the frame's longer side and
+    /// cut to the frame, so it fills the frame unevenly: a structured scene, unlike a texture.
     pub category: Category,
     pub width: u32,
     pub height: u32,

@@ -39,6 +39,10 @@ pub struct FitConfig {
     pub optim: AdamWConfig,
     /// Which images the memory bank is averaged over (cfa.md §3).
     pub bank_input: BankInput,
+    /// 1: one centre per patch position, averaged over all training inputs. T > 1: one per
+    /// position per tile, each averaged over the inputs `i` with `i % T` equal (tiles of each
+    /// frame in order): T times the bank, for parts whose tiles look different.
+    pub bank_groups: usize,
 }
 
 pub use crate::model::manifest::BankInput;
@@ -62,6 +66,7 @@ impl Default for FitConfig {
             seed: 0,
             optim: AdamWConfig::default(),
             bank_input: BankInput::Normalised,
+            bank_groups: 1,
         }
     }
 }
@@ -93,16 +98,30 @@ pub fn descriptor_rows(x: ArrayView2<f32>, w: &DescriptorWeights) -> Array2<f32>
     phi
 }
 
-/// The memory bank `[C', N]`: the mean descriptor output over all images of `cache`,
-/// compressed to `h·w / gamma_c` k-means centres when gamma_c > 1.
-pub fn memory_bank(cache: &FeatureCache, w: &DescriptorWeights, gamma_c: usize, seed: u64) -> Array2<f32> {
-    let mut mean = Array2::<f32>::zeros((cache.patches(), w.out_channels()));
-    for x in &cache.inputs {
-        mean += &descriptor_rows(x.view(), w);
+/// The memory bank `[C', N]`: the mean descriptor output over the images of `cache` (per
+/// group of `groups`, see [`FitConfig::bank_groups`]), compressed to `N / gamma_c` k-means
+/// centres when gamma_c > 1.
+pub fn memory_bank(
+    cache: &FeatureCache,
+    w: &DescriptorWeights,
+    gamma_c: usize,
+    seed: u64,
+    groups: usize,
+) -> Array2<f32> {
+    let (groups, p) = (groups.clamp(1, cache.inputs.len().max(1)), cache.patches());
+    let mut mean = Array2::<f32>::zeros((groups * p, w.out_channels()));
+    let mut counts = vec![0usize; groups];
+    for (i, x) in cache.inputs.iter().enumerate() {
+        let g = i % groups;
+        let mut rows = mean.slice_mut(ndarray::s![g * p..(g + 1) * p, ..]);
+        rows += &descriptor_rows(x.view(), w);
+        counts[g] += 1;
     }
-    mean /= cache.inputs.len() as f32;
-    let centres =
-        if gamma_c > 1 { kmeans(mean.view(), (cache.patches() / gamma_c).max(1), seed) } else { mean };
+    for (g, n) in counts.iter().enumerate() {
+        mean.slice_mut(ndarray::s![g * p..(g + 1) * p, ..]).mapv_inplace(|v| v / (*n).max(1) as f32);
+    }
+    let n = mean.nrows();
+    let centres = if gamma_c > 1 { kmeans(mean.view(), (n / gamma_c).max(1), seed) } else { mean };
     centres.reversed_axes().as_standard_layout().to_owned()
 }
 
@@ -161,7 +180,7 @@ impl Trainer {
     ) -> Result<Trainer, ScoreError> {
         let c_in = cache.inputs[0].ncols() - 2;
         let weights = DescriptorWeights::init(c_in, (c_in / cfg.gamma_d.max(1)).max(1), cfg.seed);
-        let bank = memory_bank(bank_cache, &weights, cfg.gamma_c, cfg.seed);
+        let bank = memory_bank(bank_cache, &weights, cfg.gamma_c, cfg.seed, cfg.bank_groups);
         let knn = TrainingKnn::new(runtime, &bank, cfg.k + cfg.j, cache.patches())?;
         let params = weights.weight.len() + weights.bias.len() + 1;
         Ok(Trainer {
@@ -324,5 +343,26 @@ impl TrainingKnn {
 fn shuffle(order: &mut [usize], rng: &mut SplitMix64) {
     for i in (1..order.len()).rev() {
         order.swap(i, rng.below(i + 1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_per_tile_bank_averages_each_tile_position_over_its_own_tiles() {
+        // Four inputs of two patches (two frames of two tiles), constant per input; an identity
+        // descriptor without bias passes the values through.
+        let inputs = (0..4).map(|i| Array2::from_elem((2, 3), i as f32)).collect();
+        let cache = FeatureCache { inputs, grid: (1, 2) };
+        let weights = DescriptorWeights { weight: Array2::eye(3), bias: ndarray::Array1::zeros(3) };
+        let shared = memory_bank(&cache, &weights, 1, 0, 1);
+        assert_eq!(shared.dim(), (3, 2));
+        assert!(shared.iter().all(|&v| v == 1.5), "{shared}");
+        let per_tile = memory_bank(&cache, &weights, 1, 0, 2);
+        assert_eq!(per_tile.dim(), (3, 4), "two tiles × two positions");
+        // Tile 0 is inputs 0 and 2, tile 1 inputs 1 and 3.
+        assert_eq!(per_tile.row(0).to_vec(), vec![1.0, 1.0, 2.0, 2.0]);
     }
 }

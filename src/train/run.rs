@@ -62,6 +62,9 @@ pub struct ViewRequest {
     pub tile_overlap: Option<u32>,
     /// Ignore mask at ROI resolution (white = inspect, black = ignore).
     pub mask: Option<PathBuf>,
+    /// With tiles: one memory-bank centre per position per tile instead of one per position
+    /// shared by all tiles (README "Real camera frames").
+    pub per_tile_bank: bool,
 }
 
 /// Frames from a configured camera, spread over time rather than consecutive.
@@ -182,7 +185,11 @@ pub fn train(
         on(TrainEvent::Features { done, total })
     })?;
     let raw_cache = unnormalised_features(&mut backbone_session, &train_set, s.fit.bank_input)?;
-    let trainer = Trainer::new(runtime, &cache, raw_cache.as_ref().unwrap_or(&cache), s.fit.clone())?;
+    let mut fit = s.fit.clone();
+    if let (Some(view), Some(true)) = (&view, s.view.as_ref().map(|v| v.per_tile_bank)) {
+        fit.bank_groups = view.inputs_per_frame(view.frame.expect("a training view knows its frame"))?;
+    }
+    let trainer = Trainer::new(runtime, &cache, raw_cache.as_ref().unwrap_or(&cache), fit)?;
     drop(raw_cache);
     let (fitted, selected) = match s.select.filter(|_| holdout_set.len() >= 2) {
         Some(selection) => {
