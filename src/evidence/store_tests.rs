@@ -192,3 +192,39 @@ fn from_config_defaults_to_the_state_directory_and_checks_the_format() {
     assert!(matches!(EvidenceStore::from_config(&bad, &state), Err(EvidenceError::Format { .. })));
     let _ = fs::remove_dir_all(&state);
 }
+
+/// At 5 MP (2448×2048) an alarm's evidence is two JPEGs of the whole frame, one with the
+/// heatmap over a tiled ROI and its region boxed; the byte cap still holds with them.
+#[test]
+fn five_megapixel_evidence_stays_within_the_byte_cap() {
+    use crate::synth::frames::{frame_good, FrameSetSpec};
+    let spec = FrameSetSpec {
+        category: crate::synth::Category::Fabric,
+        width: 2448,
+        height: 2048,
+        train_good: 0,
+        test_good: 0,
+        test_defect: 0,
+        seed: 3,
+    };
+    let frame = frame_good(&spec, 0);
+    let roi = Rect { x: 24, y: 24, width: 2400, height: 2000 };
+    let map = Array2::from_shape_fn((2000, 2400), |(y, x)| ((x / 40 + y / 40) % 7) as f32 * 0.3);
+    let region = Region { x: 1200, y: 900, w: 14, h: 12, peak: 2.0, area: 120 };
+    let heat = Heat { roi, map: map.view(), vmax: 2.0, regions: std::slice::from_ref(&region) };
+    let dir = test_dir("five-mp");
+    let mut probe = EvidenceStore::open(&dir.join("probe"), 100, u64::MAX, EvidenceFormat::Jpeg).unwrap();
+    let paths = probe.save("cam", 1, at(0), &frame, heat).unwrap();
+    let per_alarm = probe.usage().bytes;
+    let heatmap = image::open(&paths.heatmap).unwrap();
+    assert_eq!((heatmap.width(), heatmap.height()), (2448, 2048));
+    eprintln!("bytes per alarm at 2448x2048 (frame + heatmap, JPEG): {per_alarm}");
+    assert!(per_alarm < 8 << 20, "{per_alarm} bytes per alarm");
+    let cap = 3 * per_alarm + per_alarm / 2;
+    let mut store = EvidenceStore::open(&dir.join("capped"), 100, cap, EvidenceFormat::Jpeg).unwrap();
+    for seq in 0..6 {
+        store.save("cam", seq, at(seq), &frame, heat).unwrap();
+        assert!(store.usage().bytes <= cap, "after alarm {seq}: {:?} over the cap {cap}", store.usage());
+    }
+    let _ = fs::remove_dir_all(&dir);
+}
