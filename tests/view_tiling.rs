@@ -314,3 +314,41 @@ fn a_training_mask_is_stored_in_the_bundle_and_hides_what_it_covers() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("640x480") && err.contains("1024x768"), "{err}");
 }
+
+/// `check-config` runs the daemon's start-up checks of a camera against its model's view.
+#[test]
+fn check_config_refuses_a_camera_roi_or_polygon_that_cannot_work() {
+    let f = fixture();
+    let root = f.tiled.parent().unwrap().join("check");
+    std::fs::create_dir_all(&root).unwrap();
+    let check = |name: &str, camera: &str| {
+        let config = root.join(format!("{name}.toml"));
+        let text = format!(
+            "[node]\nid = \"n\"\nstate_dir = \"{}\"\n[models.m]\npath = \"{}\"\n[cameras.line]\nmodel = \"m\"\n{camera}\n\
+             [cameras.line.source]\nkind = \"file\"\npath = \"{}\"\n",
+            root.join("state").display(),
+            f.tiled.display(),
+            f.data.join("test/good/000.png").display()
+        );
+        std::fs::write(&config, text).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_inspectd"))
+            .args(["check-config", "--config", config.to_str().unwrap()])
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, err) = check("outside", "roi = { x = 900, y = 0, width = 400, height = 300 }");
+    assert_eq!(code, Some(78), "{err}");
+    assert!(err.contains("cameras.line.roi") && err.contains("1024x768"), "{err}");
+    let (code, err) = check("small", "roi = { x = 0, y = 0, width = 100, height = 100 }");
+    assert_eq!(code, Some(78), "{err}");
+    assert!(err.contains("smaller than one 128x128 tile"), "{err}");
+    let (code, err) = check("line", "ignore = [[[1, 2], [3, 4]]]");
+    assert_eq!(code, Some(78), "{err}");
+    assert!(err.contains("cameras.line.ignore[0]"), "{err}");
+    let (code, err) = check(
+        "good",
+        "roi = { x = 100, y = 50, width = 800, height = 600 }\nignore = [[[110, 60], [200, 60], [200, 90]]]",
+    );
+    assert_eq!(code, Some(0), "{err}");
+}

@@ -33,18 +33,30 @@ pub fn check(args: RunArgs) -> anyhow::Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     let mut bad = 0;
+    let mut views = std::collections::HashMap::new();
     for (name, m) in &settings.models {
         match Bundle::load(&m.path) {
-            Ok(b) => eprintln!(
-                "model {name}: {} ({}), threshold {:?}",
-                b.manifest.model.id,
-                m.path.display(),
-                b.manifest.threshold.map(|t| t.image)
-            ),
+            Ok(b) => {
+                eprintln!(
+                    "model {name}: {} ({}), threshold {:?}",
+                    b.manifest.model.id,
+                    m.path.display(),
+                    b.manifest.threshold.as_ref().map(|t| t.image)
+                );
+                views.insert(name.clone(), b.view(None));
+            }
             Err(e) => {
                 bad += 1;
                 eprintln!("error: models.{name}.path: {e}");
             }
+        }
+    }
+    // A camera's roi and ignore polygons against its model's view, as the daemon checks at start.
+    for (id, cam) in &settings.cameras {
+        let Some(view) = views.get(&cam.config.model) else { continue };
+        if let Err(e) = crate::service::daemon::check_camera_view(id, &cam.config.model, view, &cam.config) {
+            bad += 1;
+            eprintln!("error: {e}");
         }
     }
     if bad > 0 {

@@ -217,3 +217,25 @@ fn per_defect(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ignored_pixels_are_left_out_of_the_pixel_metrics() {
+        let map = ndarray::array![[0.0f32, 9.0], [2.0, 1.0]];
+        let gt = ndarray::array![[false, false], [true, false]];
+        let mut inspect = image::GrayImage::from_pixel(2, 2, image::Luma([255]));
+        inspect.put_pixel(1, 0, image::Luma([0]));
+        let (values, labels) = kept_pixels(map.view(), gt.view(), Some(&inspect));
+        assert_eq!(values.iter().copied().collect::<Vec<_>>(), vec![0.0, 2.0, 1.0]);
+        assert_eq!(labels.iter().copied().collect::<Vec<_>>(), vec![false, true, false]);
+        // With the hot ignored pixel left out, the defect pixel ranks first: AUROC 1.
+        assert_eq!(pixel_auroc_of(&[values.view()], &[labels.view()]), Some(1.0));
+        let (all, all_labels) = kept_pixels(map.view(), gt.view(), None);
+        assert_eq!(all.len(), 4);
+        let unmasked = pixel_auroc_of(&[all.view()], &[all_labels.view()]).unwrap();
+        assert!(unmasked < 0.7, "the ignored hot pixel would have ranked first: {unmasked}");
+    }
+}

@@ -213,7 +213,7 @@ fn five_megapixel_evidence_stays_within_the_byte_cap() {
     let region = Region { x: 1200, y: 900, w: 14, h: 12, peak: 2.0, area: 120 };
     let heat = Heat { roi, map: map.view(), vmax: 2.0, regions: std::slice::from_ref(&region) };
     let dir = test_dir("five-mp");
-    let mut probe = EvidenceStore::open(&dir.join("probe"), 100, u64::MAX, EvidenceFormat::Jpeg).unwrap();
+    let mut probe = EvidenceStore::open(dir.join("probe"), 100, u64::MAX, EvidenceFormat::Jpeg).unwrap();
     let paths = probe.save("cam", 1, at(0), &frame, heat).unwrap();
     let per_alarm = probe.usage().bytes;
     let heatmap = image::open(&paths.heatmap).unwrap();
@@ -221,7 +221,7 @@ fn five_megapixel_evidence_stays_within_the_byte_cap() {
     eprintln!("bytes per alarm at 2448x2048 (frame + heatmap, JPEG): {per_alarm}");
     assert!(per_alarm < 8 << 20, "{per_alarm} bytes per alarm");
     let cap = 3 * per_alarm + per_alarm / 2;
-    let mut store = EvidenceStore::open(&dir.join("capped"), 100, cap, EvidenceFormat::Jpeg).unwrap();
+    let mut store = EvidenceStore::open(dir.join("capped"), 100, cap, EvidenceFormat::Jpeg).unwrap();
     for seq in 0..6 {
         store.save("cam", seq, at(seq), &frame, heat).unwrap();
         assert!(store.usage().bytes <= cap, "after alarm {seq}: {:?} over the cap {cap}", store.usage());

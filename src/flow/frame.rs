@@ -5,7 +5,8 @@ use std::time::{Duration, SystemTime};
 
 use super::trigger::PartTag;
 
-/// One decoded frame, already cropped (ROI) and scaled to the model's input size.
+/// One decoded frame: at the camera's own resolution for a model with a view (the scoring
+/// stage cuts it), else already cropped (`roi`) and scaled to the model's input size.
 #[derive(Debug, Clone)]
 pub struct Frame {
     /// Camera id from the config.
@@ -33,7 +34,7 @@ impl Frame {
     }
 }
 
-/// A connected region of the thresholded anomaly map, in model-input pixels.
+/// A connected region of the thresholded anomaly map, in the frame's pixels.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Region {
     pub x: u32,

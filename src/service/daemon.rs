@@ -543,7 +543,7 @@ fn start_streams(
 
 /// Refuses at start what would drop every frame: `ignore` on a model without a view, and a
 /// camera `roi` that does not fit the frames the model's view was trained on.
-fn check_camera_view(
+pub(crate) fn check_camera_view(
     id: &str,
     model: &str,
     view: &View,
