@@ -128,6 +128,12 @@ enabled = false
         })
         .await
         .json();
+    assert_valid("alarm", &raised);
+    let near = raised["regions"].as_array().unwrap().iter().any(|r| {
+        let (x, y) = (r["x"].as_u64().unwrap() as u32, r["y"].as_u64().unwrap() as u32);
+        x.abs_diff(bx) <= 112 && y.abs_diff(by) <= 112
+    });
+    assert!(near, "the raise carries the blot's region in sensor pixels: {raised}");
     for file in [&raised["evidence"]["frame"], &raised["evidence"]["heatmap"]] {
         let path = file.as_str().unwrap_or_else(|| panic!("the raise has evidence: {raised}"));
         let img = image::open(path).unwrap();

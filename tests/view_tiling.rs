@@ -247,7 +247,8 @@ fn an_ignored_defect_raises_nothing_and_the_same_defect_not_ignored_raises_an_al
     // The annotated recording of a model with a view is at the frames' own size.
     let video = root.join("open.mkv");
     let c = root.join("open.toml");
-    let args = ["replay", "--model", f.tiled.to_str().unwrap(), "--config", c.to_str().unwrap(), "--camera", "line"];
+    let args =
+        ["replay", "--model", f.tiled.to_str().unwrap(), "--config", c.to_str().unwrap(), "--camera", "line"];
     inspectd(&[&args[..], &["--annotate", video.to_str().unwrap(), frames.to_str().unwrap()][..]].concat());
     let annotated = inspectd::source::sample_frames(&video, 0, 0, 1).unwrap();
     assert_eq!((annotated[0].width, annotated[0].height), (1024, 768));

@@ -231,7 +231,7 @@ impl DecisionStage {
         let reply = cam.decision.acknowledge(&target, SystemTime::now());
         info!(camera = %a.camera, outcome = ?reply.outcome, "Alarm acknowledgement received.");
         if let crate::decision::AckOutcome::Cleared(event) = &reply.outcome {
-            self.outputs.publish_alarm(&a.camera, event, None);
+            self.outputs.publish_alarm(&a.camera, event, None, &[]);
             self.latest.record_alarm(&a.camera, event, None);
         }
         if let Some(state) = &reply.state {
@@ -357,6 +357,7 @@ pub fn alarm_message(event: &AlarmEvent, paths: Option<EvidencePaths>) -> AlarmM
             heatmap: p.heatmap.display().to_string(),
         }),
         reason: None,
+        regions: Vec::new(),
     }
 }
 

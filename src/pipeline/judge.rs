@@ -97,7 +97,7 @@ impl Outputs {
         }
         let paths = if j.save_evidence { self.save_evidence(label, f, &j.decision) } else { None };
         if let Some(event) = j.alarm() {
-            self.publish_alarm(camera, event, paths.clone());
+            self.publish_alarm(camera, event, paths.clone(), &j.decision.regions);
         }
         if let Some(state) = &j.decision.state {
             self.publish_state(camera, state);
@@ -144,12 +144,22 @@ impl Outputs {
     }
 
     /// An alarm event, counted and logged, then stored durably in the outbox.
-    pub fn publish_alarm(&self, camera: &str, event: &AlarmEvent, paths: Option<EvidencePaths>) {
+    /// `regions` (the frame's, in its pixels) go out with a raise.
+    pub fn publish_alarm(
+        &self,
+        camera: &str,
+        event: &AlarmEvent,
+        paths: Option<EvidencePaths>,
+        regions: &[crate::flow::frame::Region],
+    ) {
         if event.kind == AlarmKind::Raised {
             AlarmRaised { camera }.emit(&self.telemetry);
         }
         if let Some(publisher) = &self.publisher {
-            let msg = alarm_message(event, paths);
+            let mut msg = alarm_message(event, paths);
+            if event.kind == AlarmKind::Raised {
+                msg.regions = regions.to_vec();
+            }
             // Durable: the outbox holds it until the broker acknowledges, across outages and
             // restarts. Logged after the store, so a logged alarm is one that was kept (or
             // refused, said above it).

@@ -131,6 +131,10 @@ pub struct AlarmMessage {
     /// A camera-health alarm's reason (the last unusable frame's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// On a raise: the regions of the frame that raised it, in the frame's pixels (sensor
+    /// pixels for a model with a view), so a PLC or robot can act on them. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<Region>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -268,6 +268,7 @@ pub fn alarm(i: u64, event: AlarmEvent) -> AlarmMessage {
             heatmap: format!("/var/lib/inspectd/evidence/{i}-heat.jpg"),
         }),
         reason: None,
+        regions: Vec::new(),
     }
 }
 
