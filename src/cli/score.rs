@@ -19,7 +19,6 @@ use crate::input::images;
 use crate::model::bundle::Bundle;
 use crate::model::runtime::Runtime;
 use crate::model::scorer::{FrameScored, Scorer, StageTimes};
-use crate::view::View;
 
 #[derive(Debug, Args)]
 pub struct ScoreArgs {
@@ -153,7 +152,7 @@ fn regions_of(bundle: &Bundle, r: &FrameScored) -> Vec<Region> {
     let Some(t) = bundle.manifest.threshold.as_ref().filter(|t| r.score >= t.image) else {
         return Vec::new();
     };
-    regions(r.map.view(), t.image, DEFAULT_MIN_AREA).into_iter().map(|g| View::to_sensor(r.roi, g)).collect()
+    regions(r.map.view(), t.image, DEFAULT_MIN_AREA).into_iter().map(|g| g.offset(r.roi.x, r.roi.y)).collect()
 }
 
 fn score_line<'a>(

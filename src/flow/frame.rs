@@ -47,6 +47,16 @@ pub struct Region {
     pub area: u32,
 }
 
+impl Region {
+    /// The region moved by `(dx, dy)`: from a map of the ROI into the frame's pixels, by the
+    /// ROI's corner.
+    pub fn offset(mut self, dx: u32, dy: u32) -> Region {
+        self.x += dx;
+        self.y += dy;
+        self
+    }
+}
+
 /// The verdict for one frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Verdict {
@@ -57,4 +67,16 @@ pub enum Verdict {
     /// The frame could not be judged (frozen, badly exposed, out of focus): never OK.
     #[serde(rename = "invalid")]
     Invalid,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_region_moves_by_the_roi_corner_into_sensor_pixels() {
+        let r = Region { x: 3, y: 4, w: 5, h: 6, peak: 1.0, area: 30 };
+        let moved = r.offset(100, 200);
+        assert_eq!((moved.x, moved.y, moved.w, moved.h), (103, 204, 5, 6));
+    }
 }

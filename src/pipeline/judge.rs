@@ -53,7 +53,7 @@ pub fn judge(
     let mut decision = cam.decision.decide(f.frame.seq, f.score, f.map.view(), f.frame.captured_at);
     // Found on the ROI's map; reported in the frame's pixels, so a PLC or robot can act on them.
     for region in &mut decision.regions {
-        *region = crate::view::View::to_sensor(f.roi, region.clone());
+        *region = region.clone().offset(f.roi.x, f.roi.y);
     }
     cam.decided += 1;
     let ng = decision.verdict == Verdict::Ng;

@@ -13,7 +13,7 @@
 //! The stitched map has the ROI's size. An optional ignore mask at ROI resolution (white =
 //! inspect, black = ignore) zeroes the map where it is black, before the score and the regions,
 //! so a serial number or a moving fixture never raises an alarm. Regions found on the map are
-//! moved into sensor pixels with [`View::to_sensor`].
+//! moved into sensor pixels by the ROI's corner (`Region::offset`).
 //!
 //! Train, eval, score, replay and the daemon all go through [`View::prepare`] and
 //! [`View::assemble`], so a model sees the same thing everywhere.
@@ -238,13 +238,6 @@ impl View {
         }
         map
     }
-
-    /// Moves a region found on an assembled map into sensor pixels.
-    pub fn to_sensor(roi: Rect, mut region: crate::flow::frame::Region) -> crate::flow::frame::Region {
-        region.x += roi.x;
-        region.y += roi.y;
-        region
-    }
 }
 
 /// Where the ROI's content lies inside the model input when letterboxed.
@@ -400,12 +393,5 @@ mod tests {
         let mask = view.mask.expect("polygons make a mask");
         assert_eq!(mask.dimensions(), (100, 50));
         assert_eq!((mask.get_pixel(5, 5).0[0], mask.get_pixel(50, 30).0[0]), (0, 255));
-    }
-
-    #[test]
-    fn regions_move_into_sensor_pixels() {
-        let r = crate::flow::frame::Region { x: 3, y: 4, w: 5, h: 6, peak: 1.0, area: 30 };
-        let moved = View::to_sensor(Rect { x: 100, y: 200, width: 50, height: 50 }, r);
-        assert_eq!((moved.x, moved.y, moved.w, moved.h), (103, 204, 5, 6));
     }
 }
