@@ -88,7 +88,7 @@ async fn notify_sequence_and_reloads_swap_or_refuse_models() {
 
     // Replace the bundle with a retrained one (different weights), then SIGHUP.
     let retrained = dir.path("retrained");
-    retrain(&retrained);
+    retrain(&retrained, 2, None);
     copy_bundle(&retrained, &bundle);
     seen.clear();
     Command::new("kill").args(["-HUP", &pid]).status().unwrap();
@@ -124,6 +124,20 @@ async fn notify_sequence_and_reloads_swap_or_refuse_models() {
         sub.expect("a result after the refused reload", Duration::from_secs(10), |_| true).await.json();
     assert_eq!(after["model"]["sha"], new["model"]["sha"], "the swapped-in model keeps running");
 
+    // A bundle with a stored view needs frames at the camera's own size, which only new
+    // pipelines deliver: refused, naming the restart.
+    let viewed = dir.path("viewed");
+    retrain(&viewed, 3, Some(inspectd::train::run::ViewRequest::default()));
+    copy_bundle(&viewed, &bundle);
+    Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+    wait_for(&socket, &mut seen, "RELOADING=1", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(1));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("stored view") && text.contains("needs a restart"), "{text}");
+    let after: Value =
+        sub.expect("a result after the refused view", Duration::from_secs(10), |_| true).await.json();
+    assert_eq!(after["model"]["sha"], new["model"]["sha"], "the running model keeps scoring");
+
     seen.clear();
     Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     let mut child = guard.defuse();
@@ -133,8 +147,8 @@ async fn notify_sequence_and_reloads_swap_or_refuse_models() {
     assert!(seen.iter().any(|m| m.contains("STOPPING=1")), "{seen:#?}");
 }
 
-/// The test model again, with another seed: same input size, different weights.
-fn retrain(out: &Path) {
+/// The test model again, with another `seed`: same input size, different weights, and `view`.
+fn retrain(out: &Path, seed: u64, view: Option<inspectd::train::run::ViewRequest>) {
     use inspectd::model::manifest::RadiusMode;
     use inspectd::model::runtime::{Runtime, RuntimeSettings};
     use inspectd::synth::{write_category, Category, SynthSpec};
@@ -161,7 +175,7 @@ fn retrain(out: &Path) {
         height: daemon::SIZE,
         fit: FitConfig {
             epochs: 1,
-            seed: 2,
+            seed,
             batch: 4,
             radius_mode: RadiusMode::Trainable,
             ..FitConfig::default()
@@ -174,7 +188,7 @@ fn retrain(out: &Path) {
         min_images: 2,
         video_frames: 1,
         live: None,
-        view: None,
+        view,
     };
     train(&Runtime::init(RuntimeSettings::default()).unwrap(), &settings, &mut |_| {}).unwrap();
 }

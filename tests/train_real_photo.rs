@@ -5,9 +5,8 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use common::local;
+use common::{inspectd, local};
 use inspectd::synth::photo::{photo_source, write_photo_category, Level, PhotoSpec};
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -38,17 +37,6 @@ fn category(root: &Path, name: &str, level: Level, train: usize) -> PathBuf {
         seed: 11,
     };
     write_photo_category(&spec, &root.join(level.name())).unwrap().category_dir
-}
-
-fn inspectd(args: &[&str]) -> std::process::Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_inspectd")).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "inspectd {args:?} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 fn train(data: &Path, model: &Path, extra: &[&str]) -> String {

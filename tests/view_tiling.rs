@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::inspectd;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -20,17 +22,6 @@ use serde_json::Value;
 /// Frames of 1024×768; the tiled model's tiles are 128 px with 16 px overlap (stride 112).
 const TILE: u32 = 128;
 const STRIDE: u32 = 112;
-
-fn inspectd(args: &[&str]) -> std::process::Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_inspectd")).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "inspectd {args:?} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 struct Fixture {
     data: PathBuf,

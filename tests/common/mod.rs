@@ -1,4 +1,4 @@
-//! Helpers shared by the integration tests: fixture paths and tolerance checks.
+//! Helpers shared by the integration tests: fixture paths, tolerance checks and running the binary.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
@@ -38,4 +38,17 @@ pub fn assert_close(what: &str, actual: ArrayViewD<f32>, expected: ArrayViewD<f3
 /// Directory of set-up artefacts (ONNX Runtime, backbone, sample images) made by scripts/setup.
 pub fn local(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".local").join(name)
+}
+
+/// Runs the `inspectd` binary with `args` and returns its output; panics with both streams
+/// when it fails.
+pub fn inspectd(args: &[&str]) -> std::process::Output {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_inspectd")).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "inspectd {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
