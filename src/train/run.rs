@@ -148,6 +148,8 @@ pub enum TrainError {
     View(#[from] crate::view::ViewError),
     #[error("ignore mask {0}")]
     Mask(String),
+    #[error("{inputs} training inputs ({frames} frames{tiles}) need about {need_gib:.1} GiB for their cached features, and {available_gib:.1} GiB of memory is available; train on fewer frames, a smaller --roi, or with less --tile-overlap")]
+    TooLarge { inputs: usize, frames: usize, tiles: String, need_gib: f64, available_gib: f64 },
 }
 
 /// Runs training end to end and writes the bundle.
@@ -177,6 +179,7 @@ pub fn train(
     let backbone_onnx = std::fs::read(&s.backbone)
         .map_err(|source| TrainError::BackboneFile { path: s.backbone.clone(), source })?;
     let desc = backbone::describe(runtime, &s.backbone.display().to_string(), &backbone_onnx)?;
+    check_memory(&train_set, &desc, s, train_frames.len())?;
     let (mut backbone_session, _) =
         runtime.session("backbone (training)", &backbone_onnx).map_err(ScoreError::from)?;
     let norm = preprocess::Normalisation::IMAGENET;
@@ -250,6 +253,53 @@ pub fn train(
         threshold_method: threshold.map(|t| t.method.clone()),
         elapsed_s: started.elapsed().as_secs_f32(),
     })
+}
+
+/// Refuses, before any work, a training set whose cached backbone features (`[h·w, C + 2]`
+/// floats per input, kept for every epoch) would not fit in the memory available: 120 frames
+/// of 5 MP in 256 px tiles are about 12 000 inputs and 34 GiB.
+fn check_memory(
+    inputs: &[RgbImage],
+    desc: &backbone::BackboneDescription,
+    s: &TrainSettings,
+    frames: usize,
+) -> Result<(), TrainError> {
+    let need = feature_cache_gib(inputs.len(), (s.width, s.height), desc.channels.iter().sum());
+    let Some(available) = available_memory_gib() else { return Ok(()) };
+    if need <= 0.8 * available {
+        return Ok(());
+    }
+    let tiles = if inputs.len() > frames {
+        format!(" in {} tiles each", inputs.len() / frames.max(1))
+    } else {
+        String::new()
+    };
+    Err(TrainError::TooLarge {
+        inputs: inputs.len(),
+        frames,
+        tiles,
+        need_gib: need,
+        available_gib: available,
+    })
+}
+
+/// GiB of cached features for `inputs` images of `size` with `channels` backbone channels.
+fn feature_cache_gib(inputs: usize, size: (u32, u32), channels: usize) -> f64 {
+    let patches = (size.0.div_ceil(4) * size.1.div_ceil(4)) as f64;
+    inputs as f64 * patches * (channels + 2) as f64 * 4.0 / (1u64 << 30) as f64
+}
+
+/// Memory this process may still use, in GiB: `MemAvailable`, or less under a cgroup limit
+/// (a systemd unit's `MemoryMax`); `None` where neither can be read.
+fn available_memory_gib() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find_map(|l| l.strip_prefix("MemAvailable:"))?;
+    let kib: f64 = line.split_whitespace().next()?.parse().ok()?;
+    let read =
+        |f: &str| std::fs::read_to_string(format!("/sys/fs/cgroup/{f}")).ok()?.trim().parse::<f64>().ok();
+    let cgroup =
+        read("memory.max").zip(read("memory.current")).map(|(max, used)| (max - used).max(0.0) / 1024.0);
+    Some(cgroup.map_or(kib, |c| c.min(kib)) / (1u64 << 20) as f64)
 }
 
 /// The view a new bundle gets: the training frames' size (all must share it), the ROI,
@@ -548,4 +598,18 @@ pub fn default_backbone() -> PathBuf {
         return installed.to_path_buf();
     }
     Path::new(env!("CARGO_MANIFEST_DIR")).join(".local/models/backbone.onnx")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_feature_cache_of_a_5_mp_tiled_training_set_is_tens_of_gib() {
+        // 120 frames of 2448×2048 in 256 px tiles overlapping 32 px: 99 tiles each. Lite0 has
+        // 24 + 40 + 112 feature channels.
+        let gib = feature_cache_gib(120 * 99, (256, 256), 176);
+        assert!((30.0..36.0).contains(&gib), "{gib}");
+        assert!(feature_cache_gib(120, (256, 256), 176) < 0.4);
+    }
 }
