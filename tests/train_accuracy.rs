@@ -170,5 +170,16 @@ fn trains_from_a_video_and_from_a_live_camera() {
     let report = train(&rt, &s, &mut |_| {}).unwrap();
     assert_eq!(report.train_images + report.holdout_images, 6);
     assert!(started.elapsed() >= std::time::Duration::from_millis(750), "frames are spread over time");
+
+    // With a view, the camera's frames are captured at their own size and its roi becomes the
+    // view's, in sensor pixels.
+    let roi = inspectd::view::Rect { x: 20, y: 10, width: 128, height: 96 };
+    let mut s = s.clone();
+    s.out = root.join("from-camera-view");
+    s.view = Some(inspectd::train::run::ViewRequest { roi: Some(roi), ..Default::default() });
+    train(&rt, &s, &mut |_| {}).unwrap();
+    let bundle = inspectd::model::bundle::Bundle::load(&s.out).unwrap();
+    let view = bundle.manifest.view.expect("a stored view");
+    assert_eq!((view.frame, view.roi), ([160, 120], Some(roi)), "the camera's own frame size");
     std::fs::remove_dir_all(&root).unwrap();
 }
