@@ -111,8 +111,6 @@ pub struct FrameScored {
     pub map: Array2<f32>,
     /// The inspected rectangle of the frame, in sensor pixels.
     pub roi: Rect,
-    /// Model inputs the frame was scored as (tiles).
-    pub inputs: usize,
 }
 
 /// How a [`Scorer`] runs.
@@ -310,7 +308,7 @@ impl Scorer {
                     maps.by_ref().take(p.inputs.len()).map(|s| s.map.view()).collect();
                 let map = view.assemble(p.roi, &own);
                 let score = anomaly_map::image_score(map.view());
-                out.push(FrameScored { score, map, roi: p.roi, inputs: p.inputs.len() });
+                out.push(FrameScored { score, map, roi: p.roi });
             }
             times.post += t.post + started.elapsed();
         }
