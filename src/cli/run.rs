@@ -54,7 +54,7 @@ pub fn check(args: RunArgs) -> anyhow::Result<ExitCode> {
     // A camera's roi and ignore polygons against its model's view, as the daemon checks at start.
     for (id, cam) in &settings.cameras {
         let Some(view) = views.get(&cam.config.model) else { continue };
-        if let Err(e) = crate::service::daemon::check_camera_view(id, &cam.config.model, view, &cam.config) {
+        if let Err(e) = crate::service::check_camera_view(id, &cam.config.model, view, &cam.config) {
             bad += 1;
             eprintln!("error: {e}");
         }

@@ -1,6 +1,7 @@
 //! One camera's decision-stage state, built from its config and its model: the threshold
 //! layers, the alarm machine and the frame-health checks (the config's values are checked
-//! beforehand, in `settings::validate`).
+//! beforehand, in `settings::validate`); and what its config changes in its model's view
+//! (roi, ignore polygons), checked against that view at start and by `check-config`.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use super::models::LoadedModel;
 use crate::config::types::CameraConfig;
 use crate::decision::{thresholds, CameraDecision, FrameHealth};
 use crate::pipeline::decide::CameraOutputs;
+use crate::view::{CameraView, Rect, View};
 
 /// The camera's decision, and its frame health with the model's focus reference.
 pub(crate) fn camera_outputs(
@@ -54,4 +56,35 @@ pub(crate) fn camera_outputs(
         health,
         degraded: Default::default(),
     })
+}
+
+/// Refuses at start what would drop every frame: `ignore` on a model without a view, and a
+/// camera `roi` that does not fit the frames the model's view was trained on.
+pub(crate) fn check_camera_view(
+    id: &str,
+    model: &str,
+    view: &View,
+    cam: &CameraConfig,
+) -> Result<(), DaemonError> {
+    let refuse = |reason: String| DaemonError::Camera { camera: id.to_string(), reason };
+    if !view.stored() && !cam.ignore.is_empty() {
+        return Err(refuse(format!(
+            "cameras.{id}.ignore needs a model trained with a view (inspectd train --roi, --tile, --mask or --letterbox); model '{model}' stretches whole frames"
+        )));
+    }
+    if let Some(frame) = view.frame.filter(|_| view.stored()) {
+        camera_view(cam)
+            .resolve(view, frame)
+            .check(frame)
+            .map_err(|e| refuse(format!("cameras.{id}.roi: {e}")))?;
+    }
+    Ok(())
+}
+
+/// What a camera's config changes in its model's view.
+pub(crate) fn camera_view(cam: &CameraConfig) -> CameraView {
+    CameraView {
+        roi: cam.roi.map(|r| Rect { x: r.x, y: r.y, width: r.width, height: r.height }),
+        ignore: cam.ignore.clone(),
+    }
 }

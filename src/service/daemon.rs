@@ -2,8 +2,8 @@
 //! future resolves, then stops the sources and lets the rest drain (see the crate docs for the
 //! stage diagram and shutdown order).
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Arc;
@@ -14,15 +14,14 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use super::apply_reload::reload;
 use super::board::{HealthBoard, UiHandles};
-use super::cameras::camera_outputs;
+use super::cameras::{camera_outputs, camera_view, check_camera_view};
 use super::commands;
 use super::endpoints::Service;
-use super::models::{load_model, load_models, LoadedModel};
-use super::reload::{self, ReloadError};
+use super::models::{load_models, LoadedModel};
 use super::sparkplug;
 use super::status::{report_camera_status, CameraStatusFeed};
-use crate::decision::thresholds;
 use crate::evidence::{EvidenceLimiter, EvidenceStore};
 use crate::flow::edge::{edge_with_signal, EdgeReceiver, Signal};
 use crate::flow::frame::Frame;
@@ -33,14 +32,13 @@ use crate::model::scorer::ScoreError;
 use crate::pipeline::decide::{DecisionInput, DecisionStage, DecisionStats};
 use crate::pipeline::judge::Outputs;
 use crate::pipeline::latest::LatestDecisions;
-use crate::pipeline::scoring::{Batching, ModelIdentity, ModelSwap, ScoringStage, ScoringStats, SwapSlot};
+use crate::pipeline::scoring::{Batching, ModelIdentity, ScoringStage, ScoringStats, SwapSlot};
 use crate::pipeline::thresholds::ThresholdStore;
 use crate::publish::{InboundStream, MqttPublisher, PublishError};
 use crate::settings::{CameraSettings, Settings};
 use crate::source::{self, SourceSettings, SourceStatus, Triggered};
-use crate::telemetry::{Event, Reload, Telemetry};
+use crate::telemetry::Telemetry;
 use crate::util::supervise::{Exit, Lifetime, Supervisor, TaskHandle};
-use crate::view::{CameraView, Rect, View};
 
 /// Threads of one stage.
 type Threads = Vec<JoinHandle<()>>;
@@ -210,101 +208,6 @@ pub async fn run(
             Ok(())
         }
     }
-}
-
-/// RELOADING=1, the reload, the metrics' model labels, READY=1 (also after a refusal: the old
-/// configuration is still running).
-async fn reload(config_file: &std::path::Path, running: &mut Running, runtime: &Runtime, svc: &Service) {
-    // A lost notification only delays systemd's view; the reload itself must still happen.
-    let _ = svc.notifier.reloading();
-    match apply_reload(config_file, running, runtime).await {
-        Ok(summary) => Reload { outcome: Ok(&summary) }.emit(&svc.telemetry),
-        Err(e) => {
-            Reload { outcome: Err(&e) }.emit(&svc.telemetry);
-            let _ = svc.notifier.status(&format!("reload refused: {e}"));
-        }
-    }
-    for (id, cam) in &running.settings.cameras {
-        svc.metrics.set_model(id, &running.models[&cam.config.model].identity);
-    }
-    let _ = svc.notifier.ready();
-}
-
-/// The apply step of a reload: reads the file and the bundles' hashes off the async threads,
-/// asks [`reload::plan`] what changes, loads and warms up every new model before anything is
-/// swapped, then swaps them in and retunes the decision thread without blocking.
-async fn apply_reload(file: &Path, running: &mut Running, runtime: &Runtime) -> Result<String, ReloadError> {
-    let file = file.to_path_buf();
-    let (settings, shas) = tokio::task::spawn_blocking(move || {
-        let settings = Settings::load(&file)?;
-        let shas: BTreeMap<String, Option<String>> =
-            settings.models.iter().map(|(n, m)| (n.clone(), reload::weights_sha(&m.path))).collect();
-        Ok::<_, ReloadError>((settings, shas))
-    })
-    .await
-    .map_err(|e| ReloadError::Model { name: "(all)".into(), reason: e.to_string() })??;
-    let current = running
-        .models
-        .iter()
-        .map(|(n, s)| (n.clone(), reload::RunningModel { path: s.path.clone(), sha: s.identity.sha.clone() }))
-        .collect();
-    let plan = reload::plan(&running.settings.config, &settings.config, &current, &shas)?;
-    let mut loaded = Vec::new();
-    for name in &plan.models {
-        let m = &settings.models[name];
-        let (rt, path, n, window) = (runtime.clone(), m.path.clone(), name.clone(), m.knn_window);
-        let model = tokio::task::spawn_blocking(move || load_model(&rt, &n, path, window))
-            .await
-            .map_err(|e| ReloadError::Model { name: name.clone(), reason: e.to_string() })?
-            .map_err(|e| ReloadError::Model { name: name.clone(), reason: e.to_string() })?;
-        let slot = &running.models[name];
-        if model.bundle.view(None).stored() != slot.viewed {
-            let reason = format!(
-                "{} {} a stored view ([view]) and the running model {}; adding or removing one changes what the cameras deliver and needs a restart",
-                settings.models[name].path.display(),
-                if slot.viewed { "has no" } else { "has" },
-                if slot.viewed { "has" } else { "has none" },
-            );
-            return Err(ReloadError::Model { name: name.clone(), reason });
-        }
-        if model.scorer.input_size() != slot.input {
-            let reason = format!(
-                "{} takes {:?} images but the running model takes {:?}; a new input size needs a restart",
-                settings.models[name].path.display(),
-                model.scorer.input_size(),
-                slot.input
-            );
-            return Err(ReloadError::Model { name: name.clone(), reason });
-        }
-        loaded.push((name.clone(), model));
-    }
-    for (name, model) in loaded {
-        let slot = running.models.get_mut(&name).expect("model names are unchanged");
-        slot.identity = model.identity.clone();
-        slot.path = settings.models[&name].path.clone();
-        let norm = model.bundle.manifest.input.normalisation();
-        let view = model.bundle.view(None);
-        let swap = ModelSwap { scorer: model.scorer, model: model.identity, norm, view };
-        if let Ok(mut pending) = slot.swap.lock() {
-            *pending = Some(swap);
-        }
-    }
-    for id in &plan.retune {
-        let cam = &settings.config.cameras[id];
-        let calibration = running.models[&cam.model].identity.threshold.clone();
-        let calibrated = calibration.as_ref().map(|t| t.image);
-        if let Some((model_threshold, override_threshold)) = thresholds(calibrated, cam.threshold) {
-            let retune = DecisionInput::Retune {
-                camera: id.clone(),
-                model_threshold,
-                calibration,
-                override_threshold,
-            };
-            forward(&running.decide_tx, retune).await;
-        }
-    }
-    running.settings = settings;
-    Ok(plan.summary())
 }
 
 /// Wires and starts every stage.
@@ -539,37 +442,6 @@ fn start_streams(
         scoring.push(supervisor.thread(&stage.thread_name(), Lifetime::MayEnd, move || stage.run())?);
     }
     Ok((sources, scoring))
-}
-
-/// Refuses at start what would drop every frame: `ignore` on a model without a view, and a
-/// camera `roi` that does not fit the frames the model's view was trained on.
-pub(crate) fn check_camera_view(
-    id: &str,
-    model: &str,
-    view: &View,
-    cam: &crate::config::types::CameraConfig,
-) -> Result<(), DaemonError> {
-    let refuse = |reason: String| DaemonError::Camera { camera: id.to_string(), reason };
-    if !view.stored() && !cam.ignore.is_empty() {
-        return Err(refuse(format!(
-            "cameras.{id}.ignore needs a model trained with a view (inspectd train --roi, --tile, --mask or --letterbox); model '{model}' stretches whole frames"
-        )));
-    }
-    if let Some(frame) = view.frame.filter(|_| view.stored()) {
-        camera_view(cam)
-            .resolve(view, frame)
-            .check(frame)
-            .map_err(|e| refuse(format!("cameras.{id}.roi: {e}")))?;
-    }
-    Ok(())
-}
-
-/// What a camera's config changes in its model's view.
-pub(crate) fn camera_view(cam: &crate::config::types::CameraConfig) -> CameraView {
-    CameraView {
-        roi: cam.roi.map(|r| Rect { x: r.x, y: r.y, width: r.width, height: r.height }),
-        ignore: cam.ignore.clone(),
-    }
 }
 
 /// Stops the sources and waits, until `deadline`, for each stage to drain in order.

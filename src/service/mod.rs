@@ -1,6 +1,7 @@
 //! Running as a service: the daemon's wiring and lifecycle.
 
 pub mod api;
+mod apply_reload;
 pub mod board;
 mod cameras;
 mod commands;
@@ -17,3 +18,5 @@ mod sparkplug;
 pub mod status;
 mod ui;
 pub mod watchdog;
+
+pub(crate) use cameras::check_camera_view;

@@ -2,7 +2,7 @@
 //! gap — replaced bundles (same input size) and camera thresholds. This module is the pure
 //! half: [`plan`] compares the running configuration with the next one and says what to load
 //! and retune, or refuses with the keys that need new pipelines (sources, cameras, MQTT, …),
-//! so nothing is half applied. The daemon's small apply step loads the new models off the
+//! so nothing is half applied. The apply step (`apply_reload`) loads the new models off the
 //! async threads, swaps them in and retunes the decision thread without blocking.
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -3,6 +3,7 @@
 pub mod calibrate;
 pub mod features;
 pub mod fit;
+mod frames;
 pub mod kmeans;
 pub mod loss;
 pub mod optim;
