@@ -36,11 +36,21 @@ pub struct ImageBatch {
 
 impl ImageBatch {
     /// Resizes and normalises `images` into one batch at `width × height`.
-    pub fn from_images(images: &[image::RgbImage], width: u32, height: u32, norm: &Normalisation) -> Self {
+    pub fn from_images<I: std::borrow::Borrow<image::RgbImage>>(
+        images: &[I],
+        width: u32,
+        height: u32,
+        norm: &Normalisation,
+    ) -> Self {
         let plane = 3 * (width * height) as usize;
         let mut data = vec![0.0; images.len() * plane];
         for (img, out) in images.iter().zip(data.chunks_exact_mut(plane)) {
-            preprocess::normalise_into(&preprocess::resize(img, width, height), norm, out);
+            let img = img.borrow();
+            if img.dimensions() == (width, height) {
+                preprocess::normalise_into(img, norm, out);
+            } else {
+                preprocess::normalise_into(&preprocess::resize(img, width, height), norm, out);
+            }
         }
         ImageBatch { data, count: images.len(), height: height as usize, width: width as usize }
     }
@@ -296,7 +306,7 @@ impl Scorer {
         let tiled = prepared.iter().any(|p| p.inputs.len() > 1);
         let groups: Vec<&[Prepared]> = if tiled { prepared.chunks(1).collect() } else { vec![&prepared] };
         for group in groups.into_iter().filter(|g| !g.is_empty()) {
-            let inputs: Vec<image::RgbImage> = group.iter().flat_map(|p| p.inputs.iter().cloned()).collect();
+            let inputs: Vec<&image::RgbImage> = group.iter().flat_map(|p| &p.inputs).collect();
             let batch = ImageBatch::from_images(&inputs, self.width as u32, self.height as u32, &self.norm);
             let (scored, t) = self.score(&batch)?;
             times.backbone += t.backbone;
