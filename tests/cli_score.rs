@@ -189,7 +189,8 @@ fn the_cpu_knn_kernel_scores_like_the_bundles_graph() {
     let mut graph = Scorer::with_knn(&rt, &bundle, Some(KnnPath::Graph)).unwrap();
     assert_eq!((kernel.knn_path(), graph.knn_path()), (KnnPath::Kernel, KnnPath::Graph));
     assert_eq!(Scorer::new(&rt, &bundle).unwrap().knn_path(), KnnPath::Kernel, "the CPU provider");
-    let window_in_graph = ScorerOptions { knn: Some(KnnPath::Graph), knn_window: Some(4) };
+    let window_in_graph =
+        ScorerOptions { knn: Some(KnnPath::Graph), knn_window: Some(4), ..ScorerOptions::default() };
     let err = Scorer::with_options(&rt, &bundle, window_in_graph).err().expect("a window is never ignored");
     assert!(err.to_string().contains("knn_window runs in the CPU kNN kernel only"), "{err}");
     let mut images = Vec::new();

@@ -16,12 +16,34 @@
 
 use ndarray::ArrayView2;
 
+use super::knn_int8::{self, Int8Bank};
+use super::topk::insert;
+
 /// Patches per register tile.
 const TILE_ROWS: usize = 6;
 /// Centres per panel (two 8-lane AVX2 vectors).
 const PANEL: usize = 16;
 /// Tiles per block: 288 patches × 176 channels × 4 B ≈ 200 KB, which stays in L2.
 const BLOCK_TILES: usize = 48;
+
+/// The candidates per patch the int8 pass keeps for the exact re-rank. On the real-photo
+/// benchmark's descriptors 8 held every patch's exact top 3 (README, "Reduced precision").
+pub const INT8_CANDIDATES: usize = 8;
+
+/// How the CPU kNN computes distances.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum KnnPrecision {
+    /// int8 candidates with an exact fp32 re-rank where the CPU has AVX-512 VNNI, else fp32.
+    #[default]
+    Auto,
+    /// int8 candidates with an exact fp32 re-rank; an error without AVX-512 VNNI.
+    Int8,
+    /// Every distance in fp32.
+    Fp32,
+}
 
 /// A memory bank packed for the kernel.
 #[derive(Debug, Clone)]
@@ -35,6 +57,8 @@ pub struct Knn {
     bank_sq: Vec<f32>,
     /// A position-aware search: per tile of an image, the panels near its patches.
     window: Option<Window>,
+    /// The int8 candidate pass with an exact re-rank, where the CPU has it.
+    int8: Option<Box<Int8Bank>>,
 }
 
 /// The panels each tile of an image searches when centre `j` belongs to patch position `j`
@@ -91,7 +115,7 @@ impl Knn {
             }
             bank_sq[j] = sq;
         }
-        Knn { channels, centres, k, panels, bank_sq, window: None }
+        Knn { channels, centres, k, panels, bank_sq, window: None, int8: None }
     }
 
     /// Searches only the centres within `radius` grid cells of each patch's own position, for
@@ -100,8 +124,52 @@ impl Knn {
     pub fn windowed(mut self, grid: (usize, usize), radius: usize) -> Option<Knn> {
         (grid.0 * grid.1 == self.centres && grid.0 > 0 && grid.1 > 0).then(|| {
             self.window = Some(Window::new(grid, radius));
+            self.int8 = None;
             self
         })
+    }
+
+    /// Picks `candidates` centres per patch with int8 distances (centred on the bank's mean)
+    /// and re-ranks them with exact fp32 ones, for [`Knn::nearest`]. `None` where the CPU
+    /// lacks AVX-512 VNNI, the search is windowed, or `candidates < k`.
+    pub fn int8(mut self, bank: ArrayView2<f32>, candidates: usize) -> Option<Knn> {
+        let usable = knn_int8::available()
+            && self.window.is_none()
+            && candidates >= self.k
+            && self.k <= 64
+            && self.channels <= 512;
+        usable.then(|| {
+            self.int8 = Some(Box::new(Int8Bank::new(bank, candidates)));
+            self
+        })
+    }
+
+    /// Applies `precision` for a kNN over `bank` (the bank this was made from). `Err` says why
+    /// int8 cannot run when it was asked for by name.
+    pub fn with_precision(self, bank: ArrayView2<f32>, precision: KnnPrecision) -> Result<Knn, String> {
+        match precision {
+            KnnPrecision::Fp32 => Ok(self),
+            KnnPrecision::Auto if !knn_int8::available() || self.window.is_some() => Ok(self),
+            KnnPrecision::Auto | KnnPrecision::Int8 => {
+                let windowed = self.window.is_some();
+                self.int8(bank, INT8_CANDIDATES).ok_or_else(|| match windowed {
+                    true => "the int8 kNN and knn_window do not combine; drop one".to_string(),
+                    false => "the int8 kNN needs a CPU with AVX-512 VNNI, and this one has none; use \
+                              knn_precision fp32 (or auto)"
+                        .to_string(),
+                })
+            }
+        }
+    }
+
+    /// The exact fp32 search even when the int8 pass is on: [`Knn::nearest`]'s reference.
+    pub fn nearest_fp32(&self, phi: &[f32], images: usize, patches: usize, out: &mut [f32], threads: usize) {
+        self.nearest_with(phi, images, patches, out, threads, false)
+    }
+
+    /// The int8 pass's candidates per patch, when it is on.
+    pub fn int8_candidates(&self) -> Option<usize> {
+        self.int8.as_ref().map(|q| q.candidates())
     }
 
     pub fn k(&self) -> usize {
@@ -123,8 +191,23 @@ impl Knn {
     /// # Panics
     /// If the slice lengths do not match `images`, `patches` and the bank.
     pub fn nearest(&self, phi: &[f32], images: usize, patches: usize, out: &mut [f32], threads: usize) {
+        self.nearest_with(phi, images, patches, out, threads, true)
+    }
+
+    fn nearest_with(
+        &self,
+        phi: &[f32],
+        images: usize,
+        patches: usize,
+        out: &mut [f32],
+        threads: usize,
+        int8: bool,
+    ) {
         assert_eq!(phi.len(), images * self.channels * patches, "descriptor size");
         assert_eq!(out.len(), images * patches * self.k, "output size");
+        if let Some(q) = self.int8.as_ref().filter(|_| int8) {
+            return q.nearest(phi, images, patches, self.k, out, threads);
+        }
         let tiles_per_image = patches.div_ceil(TILE_ROWS);
         let packed = self.pack(phi, images, patches, tiles_per_image);
         if let Some(w) = &self.window {
@@ -326,19 +409,6 @@ fn offer(t: &Tile, first: u32, best: &mut [f32], index: &mut [u32], k: usize) {
             bits &= bits - 1;
         }
     }
-}
-
-/// Inserts `d` (of centre `centre`) into the ascending `best`, dropping its last (largest).
-#[inline]
-fn insert(best: &mut [f32], index: &mut [u32], d: f32, centre: u32) {
-    let mut i = best.len() - 1;
-    while i > 0 && best[i - 1] > d {
-        best[i] = best[i - 1];
-        index[i] = index[i - 1];
-        i -= 1;
-    }
-    best[i] = d;
-    index[i] = centre;
 }
 
 /// One tile against one panel: partial distances `d[r][j] = |c_j|² - 2·Σ_c a[c][r]·b[c][j]`

@@ -12,5 +12,7 @@ pub mod descriptor;
 pub mod distance;
 pub mod graph;
 pub mod knn;
+pub mod knn_int8;
 pub mod preprocess;
 pub mod resize;
+pub mod topk;

@@ -22,7 +22,7 @@ use super::RuntimeArgs;
 use crate::cfa::blur::GaussianBlur;
 use crate::cfa::descriptor::DescriptorWeights;
 use crate::cfa::graph::{self, GraphShape};
-use crate::cfa::knn::Knn;
+use crate::cfa::knn::{Knn, KnnPrecision};
 use crate::cfa::{anomaly_map, preprocess};
 use crate::model::backbone;
 use crate::model::bundle::Bundle;
@@ -58,6 +58,9 @@ pub struct BenchArgs {
     /// of each patch's position (as `eval --knn-window`).
     #[arg(long, value_name = "R")]
     pub knn_window: Option<usize>,
+    /// The CPU kNN's arithmetic (as `eval --knn-precision`): auto, int8 or fp32.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub knn_precision: KnnPrecision,
     /// An image to decode in the preprocessing stage (default: a generated 640×480 PNG).
     #[arg(long, value_name = "FILE")]
     pub image: Option<PathBuf>,
@@ -120,6 +123,8 @@ struct Report {
     knn_path: &'static str,
     /// `--knn-window`: the approximate position-aware search, when asked for.
     knn_window: Option<usize>,
+    /// Candidates per patch of the int8 pass (re-ranked in fp32), when it runs.
+    int8_candidates: Option<usize>,
     matmul_peak_gflops: f64,
     stages: Vec<StageReport>,
 }
@@ -143,7 +148,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let subject = load_subject(&args, &runtime)?;
-    let sessions = Sessions::new(&runtime, &subject, args.knn_chunk, args.knn_window)?;
+    let sessions = Sessions::new(&runtime, &subject, args.knn_chunk, args.knn_window, args.knn_precision)?;
     let png = sample_png(args.image.as_ref())?;
     let peak = matmul_peak(&runtime)?;
     let mut report = Report {
@@ -154,6 +159,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         descriptor_channels: subject.bank.nrows(),
         knn_path: if sessions.kernel.is_some() { "kernel" } else { "graph" },
         knn_window: args.knn_window,
+        int8_candidates: sessions.kernel.as_ref().and_then(|(k, _)| k.int8_candidates()),
         matmul_peak_gflops: peak,
         stages: Vec::new(),
     };
@@ -216,7 +222,13 @@ struct Sessions {
 }
 
 impl Sessions {
-    fn new(runtime: &Runtime, s: &Subject, chunk: usize, window: Option<usize>) -> anyhow::Result<Sessions> {
+    fn new(
+        runtime: &Runtime,
+        s: &Subject,
+        chunk: usize,
+        window: Option<usize>,
+        precision: KnnPrecision,
+    ) -> anyhow::Result<Sessions> {
         let descriptor = graph::descriptor_model(s.shape, &s.weights)?.encode();
         let knn = graph::knn_model(s.shape, s.bank.view(), chunk)?.encode();
         let fused = graph::descriptor_knn_model(s.shape, &s.weights, s.bank.view(), chunk)?.encode();
@@ -231,6 +243,12 @@ impl Sessions {
                 )?;
                 Some((knn, threads))
             }
+        };
+        let kernel = match kernel {
+            Some((knn, threads)) => {
+                Some((knn.with_precision(s.bank.view(), precision).map_err(anyhow::Error::msg)?, threads))
+            }
+            None => None,
         };
         Ok(Sessions {
             kernel,
@@ -414,6 +432,10 @@ fn print_table(r: &Report) {
     );
     println!("fp32 matmul peak (ONNX Runtime, measured): {:.1} GFLOP/s", r.matmul_peak_gflops);
     let window = r.knn_window.map(|w| format!(", window {w} (approximate)")).unwrap_or_default();
+    let window = match r.int8_candidates {
+        Some(m) => format!("{window}, int8 with {m} candidates re-ranked in fp32"),
+        None => format!("{window}, fp32"),
+    };
     println!(
         "kNN path: {}{window} (knn ms; the graph's exact kNN on the same descriptors: knn graph)",
         r.knn_path

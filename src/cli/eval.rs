@@ -9,10 +9,11 @@ use clap::Args;
 use serde::Serialize;
 
 use super::RuntimeArgs;
+use crate::cfa::knn::KnnPrecision;
 use crate::eval::evaluate::{evaluate, CategoryReport};
 use crate::model::bundle::Bundle;
 use crate::model::runtime::Runtime;
-use crate::model::scorer::{Scorer, ScorerOptions};
+use crate::model::scorer::{KnnAudit, Scorer, ScorerOptions};
 use crate::train::select::EpochRecord;
 
 #[derive(Debug, Args)]
@@ -30,6 +31,14 @@ pub struct EvalArgs {
     /// patch's own position (CPU kNN kernel; banks trained with gamma_c 1). See README.
     #[arg(long, value_name = "R")]
     pub knn_window: Option<usize>,
+    /// The CPU kNN's arithmetic: auto (int8 candidates + exact re-rank where the CPU has
+    /// AVX-512 VNNI, else fp32), int8, or fp32. See README "Reduced precision".
+    #[arg(long, value_enum, default_value = "auto")]
+    pub knn_precision: KnnPrecision,
+    /// With int8: also run the exact search and report how many patches got the exact K
+    /// nearest distances (doubles the kNN work).
+    #[arg(long)]
+    pub knn_audit: bool,
     #[command(flatten)]
     pub runtime: RuntimeArgs,
 }
@@ -49,6 +58,15 @@ struct CategoryOut {
     selected_epoch: Option<usize>,
     /// The training-time validation curve (held-out good images plus synthetic defects).
     validation: Vec<EpochRecord>,
+    knn: KnnOut,
+}
+
+/// How the kNN ran: where, with how many int8 candidates, and the audit when asked for.
+#[derive(Debug, Serialize)]
+struct KnnOut {
+    path: String,
+    int8_candidates: Option<usize>,
+    audit: Option<KnnAudit>,
 }
 
 #[derive(Debug, Serialize)]
@@ -70,12 +88,22 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     for (i, data) in args.data.iter().enumerate() {
         let model = &args.model[i.min(args.model.len() - 1)];
         let bundle = Bundle::load(model).context("cannot load the model bundle")?;
-        let options = ScorerOptions { knn_window: args.knn_window, ..ScorerOptions::default() };
+        let options = ScorerOptions {
+            knn_window: args.knn_window,
+            knn_precision: args.knn_precision,
+            knn_audit: args.knn_audit,
+            ..ScorerOptions::default()
+        };
         let mut scorer = Scorer::with_options(&runtime, &bundle, options)?;
         let report =
             evaluate(&mut scorer, &bundle, data).with_context(|| format!("evaluating {}", data.display()))?;
         let training = bundle.manifest.training.as_ref();
         categories.push(CategoryOut {
+            knn: KnnOut {
+                path: format!("{:?}", scorer.knn_path()).to_lowercase(),
+                int8_candidates: scorer.int8_candidates(),
+                audit: scorer.knn_audit(),
+            },
             report,
             selected_epoch: training.and_then(|t| t.selected_epoch),
             validation: training.map(|t| t.validation.clone()).unwrap_or_default(),
@@ -147,6 +175,21 @@ fn print_table(s: &Summary) {
                 curve.join(" ")
             );
         }
+    }
+    for out in &s.categories {
+        let knn = match out.knn.int8_candidates {
+            Some(m) => format!("int8, {m} candidates re-ranked in fp32"),
+            None => "fp32".to_string(),
+        };
+        let audit = out.knn.audit.map(|a| {
+            format!(
+                "; exact K nearest for {:.4} % of {} patches (largest excess {:.2e})",
+                a.fraction() * 100.0,
+                a.patches,
+                a.max_excess
+            )
+        });
+        println!("{}: kNN {} {knn}{}", out.report.category, out.knn.path, audit.unwrap_or_default());
     }
     if let Some(m) = &s.mean {
         println!(

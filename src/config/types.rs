@@ -350,6 +350,11 @@ pub struct ModelConfig {
     /// `inspectd eval --knn-window` first). Unset: the exact search.
     #[serde(default)]
     pub knn_window: Option<usize>,
+    /// The CPU kNN's arithmetic: `auto` (int8 candidates re-ranked in fp32 where the CPU has
+    /// AVX-512 VNNI, else fp32), `int8` (an error without VNNI) or `fp32` (README, "Reduced
+    /// precision").
+    #[serde(default)]
+    pub knn_precision: crate::cfa::knn::KnnPrecision,
 }
 
 const fn default_batch() -> usize {

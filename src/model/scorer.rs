@@ -21,7 +21,7 @@ use super::runtime::{Provider, Runtime, RuntimeError};
 use crate::cfa::anomaly_map;
 use crate::cfa::blur::GaussianBlur;
 use crate::cfa::graph::{self, GraphShape};
-use crate::cfa::knn::Knn;
+use crate::cfa::knn::{Knn, KnnPrecision};
 use crate::cfa::preprocess::{self, Normalisation};
 use crate::view::{Prepared, Rect, View, ViewError};
 
@@ -104,6 +104,8 @@ pub struct Scorer {
     descriptor: Session,
     /// The CPU kNN kernel and its thread count; `None` where the graph does the kNN.
     knn: Option<(Knn, usize)>,
+    /// With [`ScorerOptions::knn_audit`]: the int8 search checked against the exact one.
+    audit: Option<KnnAudit>,
     provider: Provider,
     height: usize,
     width: usize,
@@ -131,6 +133,41 @@ pub struct ScorerOptions {
     /// Experimental: search only centres within this many grid cells of each patch's position
     /// (CPU kernel; needs a bank with one centre per position). Approximate: measure it.
     pub knn_window: Option<usize>,
+    /// How the CPU kernel computes distances (int8 candidates + exact re-rank, or fp32).
+    pub knn_precision: KnnPrecision,
+    /// Also run the exact fp32 search on every batch and count the patches whose K nearest
+    /// distances the int8 search reproduced ([`Scorer::knn_audit`]). Doubles the kNN work.
+    pub knn_audit: bool,
+}
+
+/// How often the int8 search found the exact K nearest centres.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct KnnAudit {
+    pub patches: u64,
+    /// Patches none of whose K distances exceeds the exact search's by more than fp32
+    /// rounding (the re-rank sums `Σ(x − c)²` and is the more precise of the two, so it may
+    /// come out lower; a missed centre shows as an excess).
+    pub exact: u64,
+    /// The largest amount by which a reported distance exceeded the exact one.
+    pub max_excess: f32,
+}
+
+impl KnnAudit {
+    fn add(&mut self, got: &[f32], want: &[f32], k: usize) {
+        for (g, w) in got.chunks_exact(k).zip(want.chunks_exact(k)) {
+            self.patches += 1;
+            let close = g.iter().zip(w).all(|(g, w)| g - w <= 1e-3 + 1e-4 * w.abs());
+            self.exact += u64::from(close);
+            for (g, w) in g.iter().zip(w) {
+                self.max_excess = self.max_excess.max(g - w);
+            }
+        }
+    }
+
+    /// The share of patches with the exact K nearest.
+    pub fn fraction(&self) -> f64 {
+        self.exact as f64 / self.patches.max(1) as f64
+    }
 }
 
 /// Where the memory-bank kNN runs.
@@ -152,7 +189,7 @@ impl Scorer {
 
     /// [`Scorer::new`] with the kNN path forced (benchmarks and tests); `None` chooses.
     pub fn with_knn(runtime: &Runtime, bundle: &Bundle, path: Option<KnnPath>) -> Result<Scorer, ScoreError> {
-        Scorer::with_options(runtime, bundle, ScorerOptions { knn: path, knn_window: None })
+        Scorer::with_options(runtime, bundle, ScorerOptions { knn: path, ..ScorerOptions::default() })
     }
 
     /// [`Scorer::new`] with [`ScorerOptions`].
@@ -201,6 +238,9 @@ impl Scorer {
                 })?,
                 None => knn,
             };
+            let knn = knn
+                .with_precision(bundle.bank.view(), options.knn_precision)
+                .map_err(|reason| ScoreError::Inference { stage: "int8 kNN", reason })?;
             (session, Some((knn, threads)))
         } else {
             (runtime.session(&descriptor_name, &bundle.descriptor_onnx)?.0, None)
@@ -209,6 +249,7 @@ impl Scorer {
         let mut scorer = Scorer {
             backbone,
             descriptor,
+            audit: None,
             knn,
             provider,
             height: input.height as usize,
@@ -218,12 +259,24 @@ impl Scorer {
             norm: input.normalisation(),
         };
         scorer.score(&ImageBatch::zeros(1, scorer.height, scorer.width))?;
+        let int8 = scorer.knn.as_ref().is_some_and(|(k, _)| k.int8_candidates().is_some());
+        scorer.audit = (options.knn_audit && int8).then(KnnAudit::default);
         Ok(scorer)
     }
 
     /// The execution provider the backbone runs on.
     pub fn provider(&self) -> Provider {
         self.provider
+    }
+
+    /// The int8 search's candidates per patch, when the CPU kernel runs it.
+    pub fn int8_candidates(&self) -> Option<usize> {
+        self.knn.as_ref().and_then(|(k, _)| k.int8_candidates())
+    }
+
+    /// The audit so far, when [`ScorerOptions::knn_audit`] asked for one and int8 runs.
+    pub fn knn_audit(&self) -> Option<KnnAudit> {
+        self.audit
     }
 
     pub fn knn_path(&self) -> KnnPath {
@@ -267,6 +320,11 @@ impl Scorer {
                 let mut topk = ndarray::Array3::zeros((batch.count, h * w, knn.k()));
                 let slice = topk.as_slice_mut().expect("a new array is contiguous");
                 knn.nearest(phi, batch.count, h * w, slice, *threads);
+                if let Some(audit) = &mut self.audit {
+                    let mut exact = vec![0.0f32; slice.len()];
+                    knn.nearest_fp32(phi, batch.count, h * w, &mut exact, *threads);
+                    audit.add(slice, &exact, knn.k());
+                }
                 topk
             }
             None => {
@@ -331,5 +389,22 @@ impl Scorer {
         let patch = anomaly_map::patch_scores(nearest, h, w);
         let map = anomaly_map::anomaly_map(patch.view(), self.height, self.width, &self.blur);
         Scored { score: anomaly_map::image_score(map.view()), map }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KnnAudit;
+
+    #[test]
+    fn the_audit_counts_a_missed_centre_but_not_a_more_precise_distance() {
+        let mut audit = KnnAudit::default();
+        let exact = [1.0, 2.0, 3.0, 10.0, 11.0, 12.0];
+        // Patch 1: the same centres, the re-rank's sum 0.002 lower. Patch 2: the third
+        // centre missed, a farther one at 12.5 reported instead.
+        audit.add(&[0.998, 2.0, 3.0, 10.0, 11.0, 12.5], &exact, 3);
+        assert_eq!((audit.patches, audit.exact), (2, 1));
+        assert!((audit.max_excess - 0.5).abs() < 1e-6);
+        assert!((audit.fraction() - 0.5).abs() < 1e-12);
     }
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::daemon::{forward, Running};
 use super::endpoints::Service;
-use super::models::load_model;
+use super::models::{load_model, scorer_options};
 use super::reload::{self, ReloadError};
 use crate::decision::thresholds;
 use crate::model::runtime::Runtime;
@@ -56,8 +56,8 @@ async fn apply_reload(file: &Path, running: &mut Running, runtime: &Runtime) -> 
     let mut loaded = Vec::new();
     for name in &plan.models {
         let m = &settings.models[name];
-        let (rt, path, n, window) = (runtime.clone(), m.path.clone(), name.clone(), m.knn_window);
-        let model = tokio::task::spawn_blocking(move || load_model(&rt, &n, path, window))
+        let (rt, path, n, options) = (runtime.clone(), m.path.clone(), name.clone(), scorer_options(m));
+        let model = tokio::task::spawn_blocking(move || load_model(&rt, &n, path, options))
             .await
             .map_err(|e| ReloadError::Model { name: name.clone(), reason: e.to_string() })?
             .map_err(|e| ReloadError::Model { name: name.clone(), reason: e.to_string() })?;

@@ -28,8 +28,8 @@ pub(crate) async fn load_models(
 ) -> Result<HashMap<String, LoadedModel>, DaemonError> {
     let mut loaded = HashMap::new();
     for (name, m) in models {
-        let (rt, path, n, window) = (runtime.clone(), m.path.clone(), name.clone(), m.knn_window);
-        let model = tokio::task::spawn_blocking(move || load_model(&rt, &n, path, window))
+        let (rt, path, n, options) = (runtime.clone(), m.path.clone(), name.clone(), scorer_options(m));
+        let model = tokio::task::spawn_blocking(move || load_model(&rt, &n, path, options))
             .await
             .map_err(|e| DaemonError::Thread(std::io::Error::other(e.to_string())))??;
         info!(
@@ -38,6 +38,7 @@ pub(crate) async fn load_models(
             provider = %model.scorer.provider(),
             knn = ?model.scorer.knn_path(),
             knn_window = ?m.knn_window,
+            int8_candidates = ?model.scorer.int8_candidates(),
             "Model loaded and warmed up."
         );
         loaded.insert(name.clone(), model);
@@ -45,14 +46,18 @@ pub(crate) async fn load_models(
     Ok(loaded)
 }
 
+/// How a configured model's scorer runs its kNN.
+pub(crate) fn scorer_options(m: &ModelSettings) -> ScorerOptions {
+    ScorerOptions { knn_window: m.knn_window, knn_precision: m.knn_precision, ..ScorerOptions::default() }
+}
+
 pub(crate) fn load_model(
     runtime: &Runtime,
     name: &str,
     path: PathBuf,
-    knn_window: Option<usize>,
+    options: ScorerOptions,
 ) -> Result<LoadedModel, DaemonError> {
     let bundle = Bundle::load(&path).map_err(|source| DaemonError::Bundle { name: name.into(), source })?;
-    let options = ScorerOptions { knn_window, ..ScorerOptions::default() };
     let scorer = Scorer::with_options(runtime, &bundle, options)
         .map_err(|source| DaemonError::Score { name: name.into(), source })?;
     let identity = Arc::new(ModelIdentity {

@@ -75,7 +75,10 @@ pub fn plan(
         .filter(|(name, m)| {
             let now = running.get(*name);
             let sha = new_shas.get(*name).cloned().flatten();
-            let window_changed = old.models.get(*name).is_some_and(|o| o.knn_window != m.knn_window);
+            let window_changed = old
+                .models
+                .get(*name)
+                .is_some_and(|o| o.knn_window != m.knn_window || o.knn_precision != m.knn_precision);
             now.is_none_or(|r| r.path != m.path || sha.as_deref() != Some(r.sha.as_str())) || window_changed
         })
         .map(|(name, _)| name.clone())

@@ -5,6 +5,7 @@
 //! [`Settings::load`], so a value that passes `check-config` cannot fail or panic later, and
 //! every problem is reported at once with its key and the file.
 
+use crate::cfa::knn::KnnPrecision;
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
@@ -60,6 +61,8 @@ pub struct ModelSettings {
     pub max_wait: Duration,
     /// `models.*.knn_window`, checked to be in 1..=64.
     pub knn_window: Option<usize>,
+    /// `models.*.knn_precision`.
+    pub knn_precision: KnnPrecision,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -130,6 +133,7 @@ impl Settings {
                     max_batch: p.count(&format!("{key}.batch"), m.batch, 64),
                     max_wait: Duration::from_millis(m.max_wait_ms.min(60_000)),
                     knn_window: m.knn_window.filter(|r| (1..=64).contains(r)),
+                    knn_precision: m.knn_precision,
                 };
                 if let Some(r) = m.knn_window.filter(|r| !(1..=64).contains(r)) {
                     p.push(format!("{key}.knn_window"), format!("{r} is not in 1..=64 grid cells"));
