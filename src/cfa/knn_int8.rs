@@ -26,6 +26,10 @@ const ROWS: usize = 8;
 /// passes.
 const BLOCK_TILES: usize = 64;
 
+/// Panels before a block's own positions that its search starts at (4 × 32 centres: two
+/// grid rows of a 64-wide grid).
+const PANELS_BACK: usize = 4;
+
 /// Descriptor channels a tile is packed with (CFA's are 176 for Lite0, at most a few hundred).
 const MAX_CHANNELS: usize = 512;
 
@@ -47,6 +51,7 @@ pub struct Int8Bank {
     channels: usize,
     /// Channels in groups of 4 (one `vpdpbusd` lane), the last padded with zeros.
     groups: usize,
+    centres: usize,
     candidates: usize,
     /// The bank's mean centre, subtracted from both sides before quantising.
     mean: Vec<f32>,
@@ -100,6 +105,7 @@ impl Int8Bank {
         Int8Bank {
             channels,
             groups,
+            centres,
             candidates: candidates.clamp(1, centres),
             mean,
             panels,
@@ -142,7 +148,7 @@ impl Int8Bank {
         let mut scales = vec![0.0f32; tiles * ROWS];
         // SAFETY: the CPU has AVX-512 F/BW and VNNI (asserted above).
         unsafe { vnni::pack(self, phi, patches, &mut x, &mut packed, &mut scales) };
-        let candidates = self.search(&packed, &scales, tiles, threads);
+        let candidates = self.search(&packed, &scales, tiles, patches, threads);
         let m = self.candidates;
         let rows = out.chunks_exact_mut(k).zip(x.chunks_exact(c_n)).zip(candidates.chunks_exact(m));
         for ((out, row), candidates) in rows {
@@ -187,12 +193,17 @@ impl Int8Bank {
         let rows = ROWS.min(phi.len() / c_n - first);
         let mut centred = [[0.0f32; ROWS]; MAX_CHANNELS];
         let mut max = [0.0f32; ROWS];
+        // Where channel 0 of each row's patch is: patch p is patch p % patches of image
+        // p / patches, and its channels are `patches` apart.
+        let mut base = [0usize; ROWS];
+        for (r, base) in base.iter_mut().enumerate().take(rows) {
+            let p = first + r;
+            *base = (p / patches) * c_n * patches + p % patches;
+        }
         for (c, centred) in centred.iter_mut().enumerate().take(c_n) {
             let mean = self.mean[c];
             for r in 0..rows {
-                let p = first + r;
-                // Patch p of image p / patches, channel c.
-                let v = phi[((p / patches) * c_n + c) * patches + p % patches];
+                let v = phi[base[r] + c * patches];
                 x[r * c_n + c] = v;
                 centred[r] = v - mean;
                 max[r] = max[r].max((v - mean).abs());
@@ -209,16 +220,17 @@ impl Int8Bank {
         }
     }
 
-    /// The M best candidates of every row, `[tiles · ROWS, M]`, over up to `threads` threads.
-    fn search(&self, packed: &[u8], scales: &[f32], tiles: usize, threads: usize) -> Vec<u32> {
+    /// The M best candidates of every row, `[tiles · ROWS, M]`, over up to `threads` threads;
+    /// rows are patches of images of `patches` each.
+    fn search(&self, packed: &[u8], scales: &[f32], tiles: usize, patches: usize, threads: usize) -> Vec<u32> {
         let m = self.candidates;
         let mut index = vec![0u32; tiles * ROWS * m];
         let threads = threads.clamp(1, tiles.div_ceil(BLOCK_TILES).max(1));
         let per_thread = tiles.div_ceil(threads).max(1);
         let tile_len = self.groups * ROWS * 4;
-        let scan = |a: &[u8], s: &[f32], i: &mut [u32]| {
+        let scan = |a: &[u8], s: &[f32], i: &mut [u32], first: usize| {
             // SAFETY: `nearest` asserted the CPU has AVX-512 F/BW and VNNI.
-            unsafe { vnni::scan(self, a, s, i) }
+            unsafe { vnni::scan(self, a, s, i, (first, patches)) }
         };
         std::thread::scope(|scope| {
             let mut work = packed
@@ -226,24 +238,30 @@ impl Int8Bank {
                 .zip(scales.chunks(per_thread * ROWS))
                 .zip(index.chunks_mut(per_thread * ROWS * m));
             let first = work.next();
-            for ((a, s), i) in work {
-                scope.spawn(move || scan(a, s, i));
+            for (n, ((a, s), i)) in work.enumerate() {
+                scope.spawn(move || scan(a, s, i, (n + 1) * per_thread * ROWS));
             }
             if let Some(((a, s), i)) = first {
-                scan(a, s, i);
+                scan(a, s, i, 0);
             }
         });
         index
     }
 
     /// Running top-M for a run of tiles: blocks of tiles, every panel for a block, every tile
-    /// of the block for a panel.
+    /// of the block for a panel. `rows` is the run's first row and the patches per image.
+    ///
+    /// With one centre per patch position (CFA's bank, `gamma_c = 1`) a block starts at the
+    /// panels of its own positions, a few grid rows back: a patch's nearest centres are mostly
+    /// near it, so the M-th best tightens early and far panels insert almost nothing. The
+    /// order changes only the work, not the result.
     #[inline(always)]
     fn scan_with(
         &self,
         a: &[u8],
         scales: &[f32],
         index: &mut [u32],
+        rows: (usize, usize),
         tile: impl Fn(&[u8], &PanelConsts, &[f32; ROWS], &[f32; ROWS], usize) -> Tile,
     ) {
         let (m, groups) = (self.candidates, self.groups);
@@ -254,8 +272,16 @@ impl Int8Bank {
             .chunks(BLOCK_TILES * tile_len)
             .zip(scales.chunks(BLOCK_TILES * ROWS))
             .zip(best.chunks_mut(BLOCK_TILES * ROWS * m).zip(index.chunks_mut(BLOCK_TILES * ROWS * m)));
-        for ((a, scales), (best, index)) in blocks {
-            for (p, panel) in self.panels.chunks_exact(panel_len).enumerate() {
+        let n_panels = self.panels.len() / panel_len;
+        for (b, ((a, scales), (best, index))) in blocks.enumerate() {
+            let (first, patches) = rows;
+            let position = (first + b * BLOCK_TILES * ROWS) % patches.max(1);
+            let start = match self.centres == patches {
+                true => (position / PANEL).saturating_sub(PANELS_BACK),
+                false => 0,
+            };
+            for p in (start..n_panels).chain(0..start) {
+                let panel = &self.panels[p * panel_len..(p + 1) * panel_len];
                 let lanes = p * PANEL..(p + 1) * PANEL;
                 let consts = PanelConsts {
                     panel,
@@ -412,7 +438,7 @@ mod vnni {
     /// # Safety
     /// The CPU must support AVX-512 F/BW and VNNI.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    pub(super) unsafe fn scan(bank: &Int8Bank, a: &[u8], scales: &[f32], index: &mut [u32]) {
+    pub(super) unsafe fn scan(bank: &Int8Bank, a: &[u8], scales: &[f32], index: &mut [u32], rows: (usize, usize)) {
         let kernel = |a: &[u8], k: &PanelConsts, s: &[f32; ROWS], w: &[f32; ROWS], groups: usize| {
             assert!(a.len() >= groups * ROWS * 4 && k.panel.len() >= groups * PANEL * 4);
             assert!(k.offset.len() >= PANEL && k.scale2.len() >= PANEL && k.centred_sq.len() >= PANEL);
@@ -420,7 +446,7 @@ mod vnni {
             // hold what the kernel reads (asserted just above).
             unsafe { tile(a, k, s, w, groups) }
         };
-        bank.scan_with(a, scales, index, kernel)
+        bank.scan_with(a, scales, index, rows, kernel)
     }
 
     /// The 8×32 microkernel: 16 accumulators, two panel loads and eight broadcasts per group

@@ -330,11 +330,28 @@ fn one_batch(
     let batch = ImageBatch::from_images(&images, s.width, s.height, &preprocess::Normalisation::IMAGENET);
     t.prep += clock.elapsed();
 
+    // As `Scorer::nearest`: on the CPU kernel path each image runs on its own.
+    let per_run = if ss.kernel.is_some() { 1 } else { b };
+    let image_len = 3 * batch.height * batch.width;
+    for data in batch.data.chunks(per_run * image_len) {
+        models(ss, s, data, data.len() / image_len, blur, t)?;
+    }
+    Ok(())
+}
+
+/// Backbone, descriptor, kNN (kernel and graph), map and blur, and the fused graph, for one
+/// run of `b` normalised images.
+fn models(
+    ss: &mut Sessions,
+    s: &Subject,
+    data: &[f32],
+    b: usize,
+    blur: &GaussianBlur,
+    t: &mut Totals,
+) -> anyhow::Result<()> {
     let clock = Instant::now();
-    let shape = [b, 3, batch.height, batch.width];
-    let feats = ss
-        .backbone
-        .run(ort::inputs!["image" => TensorRef::from_array_view((shape, batch.data.as_slice()))?])?;
+    let shape = [b, 3, s.height as usize, s.width as usize];
+    let feats = ss.backbone.run(ort::inputs!["image" => TensorRef::from_array_view((shape, data))?])?;
     t.backbone += clock.elapsed();
 
     let clock = Instant::now();
