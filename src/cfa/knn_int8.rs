@@ -222,7 +222,14 @@ impl Int8Bank {
 
     /// The M best candidates of every row, `[tiles · ROWS, M]`, over up to `threads` threads;
     /// rows are patches of images of `patches` each.
-    fn search(&self, packed: &[u8], scales: &[f32], tiles: usize, patches: usize, threads: usize) -> Vec<u32> {
+    fn search(
+        &self,
+        packed: &[u8],
+        scales: &[f32],
+        tiles: usize,
+        patches: usize,
+        threads: usize,
+    ) -> Vec<u32> {
         let m = self.candidates;
         let mut index = vec![0u32; tiles * ROWS * m];
         let threads = threads.clamp(1, tiles.div_ceil(BLOCK_TILES).max(1));
@@ -438,7 +445,13 @@ mod vnni {
     /// # Safety
     /// The CPU must support AVX-512 F/BW and VNNI.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    pub(super) unsafe fn scan(bank: &Int8Bank, a: &[u8], scales: &[f32], index: &mut [u32], rows: (usize, usize)) {
+    pub(super) unsafe fn scan(
+        bank: &Int8Bank,
+        a: &[u8],
+        scales: &[f32],
+        index: &mut [u32],
+        rows: (usize, usize),
+    ) {
         let kernel = |a: &[u8], k: &PanelConsts, s: &[f32; ROWS], w: &[f32; ROWS], groups: usize| {
             assert!(a.len() >= groups * ROWS * 4 && k.panel.len() >= groups * PANEL * 4);
             assert!(k.offset.len() >= PANEL && k.scale2.len() >= PANEL && k.centred_sq.len() >= PANEL);
