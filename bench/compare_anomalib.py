@@ -395,6 +395,7 @@ def run_inspectd(args, batches: list[int]) -> dict:
            "--seconds", str(args.seconds), "--threads", str(args.threads), "--json"]
     if args.knn_window is not None:
         cmd += ["--knn-window", str(args.knn_window)]
+    cmd += ["--knn-precision", args.knn_precision]
     if args.ort_library:
         cmd += ["--ort-library", str(args.ort_library)]
     env = dict(os.environ, INSPECTD_LOG="info", INSPECTD_LOG_FORMAT="text")
@@ -441,6 +442,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads, both sides")
     p.add_argument("--size", type=int, default=256, help="input size (square)")
     p.add_argument("--memory", type=int, default=4096, help="memory bank entries")
+    p.add_argument("--knn-precision", choices=("auto", "int8", "fp32"), default="auto",
+                   help="inspectd bench's kNN arithmetic (auto: int8 + exact re-rank where the CPU has AVX-512 VNNI)")
     p.add_argument("--knn-window", type=int, default=None,
                    help="pass --knn-window R to inspectd bench (its approximate position-aware kNN)")
     p.add_argument("--inspectd", type=Path, default=ROOT / "target" / "release" / "inspectd")
