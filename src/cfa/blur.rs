@@ -55,11 +55,19 @@ impl GaussianBlur {
         let half = (self.kernel.len() / 2) as isize;
         let mut tmp = Array2::<f32>::zeros((h, w));
         let padded_w: Vec<usize> = (-half..w as isize + half).map(|i| reflect(i, w)).collect();
+        // Each row is padded once, then every tap is a contiguous multiply-add over the row
+        // (vectorised), instead of a gather per output pixel.
+        let mut padded = vec![0.0f32; padded_w.len()];
         for y in 0..h {
             let row = input.row(y);
-            for x in 0..w {
-                let taps = &padded_w[x..x + self.kernel.len()];
-                tmp[(y, x)] = taps.iter().zip(&self.kernel).map(|(&i, k)| row[i] * k).sum();
+            for (p, &i) in padded.iter_mut().zip(&padded_w) {
+                *p = row[i];
+            }
+            let out = tmp.row_mut(y).into_slice().expect("a new array's rows are contiguous");
+            for (t, &k) in self.kernel.iter().enumerate() {
+                for (o, &v) in out.iter_mut().zip(&padded[t..t + w]) {
+                    *o += k * v;
+                }
             }
         }
         // The vertical pass accumulates whole rows so the inner loop runs over contiguous memory.

@@ -147,18 +147,28 @@ impl Knn {
     /// Applies `precision` for a kNN over `bank` (the bank this was made from). `Err` says why
     /// int8 cannot run when it was asked for by name.
     pub fn with_precision(self, bank: ArrayView2<f32>, precision: KnnPrecision) -> Result<Knn, String> {
-        match precision {
-            KnnPrecision::Fp32 => Ok(self),
-            KnnPrecision::Auto if !knn_int8::available() || self.window.is_some() => Ok(self),
-            KnnPrecision::Auto | KnnPrecision::Int8 => {
-                let windowed = self.window.is_some();
-                self.int8(bank, INT8_CANDIDATES).ok_or_else(|| match windowed {
-                    true => "the int8 kNN and knn_window do not combine; drop one".to_string(),
-                    false => "the int8 kNN needs a CPU with AVX-512 VNNI, and this one has none; use \
-                              knn_precision fp32 (or auto)"
-                        .to_string(),
-                })
+        if precision == KnnPrecision::Fp32 {
+            return Ok(self);
+        }
+        let why_not = if !knn_int8::available() {
+            Some("needs a CPU with AVX-512 VNNI, and this one has none")
+        } else if self.window.is_some() {
+            Some("does not combine with knn_window; drop one")
+        } else if self.k > 64 {
+            Some("takes at most K = 64 nearest centres")
+        } else if self.channels > 512 {
+            Some("takes at most 512 descriptor channels")
+        } else {
+            None
+        };
+        match (why_not, precision) {
+            (None, _) => {
+                // At least K candidates, so a bundle with a larger K still gets its K.
+                let candidates = INT8_CANDIDATES.max(self.k);
+                Ok(self.int8(bank, candidates).expect("every condition of int8() was checked above"))
             }
+            (Some(_), _) if precision == KnnPrecision::Auto => Ok(self),
+            (Some(why), _) => Err(format!("the int8 kNN {why}; use knn_precision fp32 (or auto)")),
         }
     }
 

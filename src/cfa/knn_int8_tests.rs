@@ -142,3 +142,24 @@ fn more_candidates_than_centres_are_clamped() {
     let bank = Array2::from_shape_fn((8, 5), |(c, j)| (c + j) as f32);
     assert_eq!(Int8Bank::new(bank.view(), 16).candidates(), 5);
 }
+
+#[test]
+fn auto_precision_takes_int8_where_it_can_and_fp32_where_it_cannot() {
+    use crate::cfa::knn::KnnPrecision;
+    let bank = Array2::from_shape_fn((16, 200), |(c, j)| ((c * 7 + j * 3) % 11) as f32);
+    // K = 10 needs 10 candidates, more than the default 8; K = 70 is beyond the pass.
+    let k10 = Knn::new(bank.view(), 10).with_precision(bank.view(), KnnPrecision::Auto).unwrap();
+    let k70 = Knn::new(bank.view(), 70).with_precision(bank.view(), KnnPrecision::Auto).unwrap();
+    assert_eq!(k70.int8_candidates(), None, "auto falls back to fp32");
+    let fp32 = Knn::new(bank.view(), 3).with_precision(bank.view(), KnnPrecision::Fp32).unwrap();
+    assert_eq!(fp32.int8_candidates(), None);
+    let named = Knn::new(bank.view(), 70).with_precision(bank.view(), KnnPrecision::Int8);
+    assert!(named.unwrap_err().contains("fp32"), "int8 by name says why it cannot run and the fix");
+    if available() {
+        assert_eq!(k10.int8_candidates(), Some(10));
+    } else {
+        assert_eq!(k10.int8_candidates(), None);
+        let err = Knn::new(bank.view(), 3).with_precision(bank.view(), KnnPrecision::Int8).unwrap_err();
+        assert!(err.contains("AVX-512 VNNI"), "{err}");
+    }
+}
