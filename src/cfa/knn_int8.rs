@@ -140,16 +140,37 @@ impl Int8Bank {
         let c_n = self.channels;
         assert_eq!(phi.len(), images * c_n * patches, "descriptor size");
         assert_eq!(out.len(), images * patches * k, "output size");
-        let n = images * patches;
-        let tiles = n.div_ceil(ROWS);
+        // Threads take runs of whole tiles, and each packs, searches and re-ranks its own.
+        let tiles = (images * patches).div_ceil(ROWS);
+        let threads = threads.clamp(1, tiles.div_ceil(BLOCK_TILES).max(1));
+        let per_thread = tiles.div_ceil(threads).max(1);
+        std::thread::scope(|scope| {
+            let mut work = out.chunks_mut(per_thread * ROWS * k).enumerate();
+            let first = work.next();
+            for (t, out) in work {
+                scope.spawn(move || self.part(phi, patches, t * per_thread * ROWS, k, out));
+            }
+            if let Some((_, out)) = first {
+                self.part(phi, patches, 0, k, out);
+            }
+        });
+    }
+
+    /// [`Int8Bank::nearest`] for the rows from `first` on (a multiple of the tile height), as
+    /// many as `out` holds.
+    fn part(&self, phi: &[f32], patches: usize, first: usize, k: usize, out: &mut [f32]) {
+        let (c_n, m) = (self.channels, self.candidates);
+        let tiles = (out.len() / k).div_ceil(ROWS);
         // Row-major patches for the re-rank, and the quantised tiles for the search.
         let mut x = vec![0.0f32; tiles * ROWS * c_n];
         let mut packed = vec![128u8; tiles * self.groups * ROWS * 4];
         let mut scales = vec![0.0f32; tiles * ROWS];
-        // SAFETY: the CPU has AVX-512 F/BW and VNNI (asserted above).
-        unsafe { vnni::pack(self, phi, patches, &mut x, &mut packed, &mut scales) };
-        let candidates = self.search(&packed, &scales, tiles, patches, threads);
-        let m = self.candidates;
+        let mut candidates = vec![0u32; tiles * ROWS * m];
+        // SAFETY: `nearest` asserted the CPU has AVX-512 F/BW and VNNI.
+        unsafe {
+            vnni::pack(self, phi, patches, first, &mut x, &mut packed, &mut scales);
+            vnni::scan(self, &packed, &scales, &mut candidates, (first, patches));
+        }
         let rows = out.chunks_exact_mut(k).zip(x.chunks_exact(c_n)).zip(candidates.chunks_exact(m));
         for ((out, row), candidates) in rows {
             // SAFETY: as above.
@@ -218,41 +239,6 @@ impl Int8Bank {
                 packed[((c / 4) * ROWS + r) * 4 + c % 4] = (q + 128) as u8;
             }
         }
-    }
-
-    /// The M best candidates of every row, `[tiles · ROWS, M]`, over up to `threads` threads;
-    /// rows are patches of images of `patches` each.
-    fn search(
-        &self,
-        packed: &[u8],
-        scales: &[f32],
-        tiles: usize,
-        patches: usize,
-        threads: usize,
-    ) -> Vec<u32> {
-        let m = self.candidates;
-        let mut index = vec![0u32; tiles * ROWS * m];
-        let threads = threads.clamp(1, tiles.div_ceil(BLOCK_TILES).max(1));
-        let per_thread = tiles.div_ceil(threads).max(1);
-        let tile_len = self.groups * ROWS * 4;
-        let scan = |a: &[u8], s: &[f32], i: &mut [u32], first: usize| {
-            // SAFETY: `nearest` asserted the CPU has AVX-512 F/BW and VNNI.
-            unsafe { vnni::scan(self, a, s, i, (first, patches)) }
-        };
-        std::thread::scope(|scope| {
-            let mut work = packed
-                .chunks(per_thread * tile_len)
-                .zip(scales.chunks(per_thread * ROWS))
-                .zip(index.chunks_mut(per_thread * ROWS * m));
-            let first = work.next();
-            for (n, ((a, s), i)) in work.enumerate() {
-                scope.spawn(move || scan(a, s, i, (n + 1) * per_thread * ROWS));
-            }
-            if let Some(((a, s), i)) = first {
-                scan(a, s, i, 0);
-            }
-        });
-        index
     }
 
     /// Running top-M for a run of tiles: blocks of tiles, every panel for a block, every tile
@@ -407,7 +393,7 @@ mod vnni {
 
     use super::{Int8Bank, PanelConsts, Tile, PANEL, ROWS};
 
-    /// [`Int8Bank::pack_tile`] for every tile, compiled for AVX-512 (vectorised, and `round`
+    /// [`Int8Bank::pack_tile`] for every tile from row `first` on, compiled for AVX-512 (vectorised, and `round`
     /// an instruction rather than a call).
     ///
     /// # Safety
@@ -417,6 +403,7 @@ mod vnni {
         bank: &Int8Bank,
         phi: &[f32],
         patches: usize,
+        first: usize,
         x: &mut [f32],
         packed: &mut [u8],
         scales: &mut [f32],
@@ -427,7 +414,7 @@ mod vnni {
             .zip(packed.chunks_exact_mut(tile_len))
             .zip(scales.chunks_exact_mut(ROWS));
         for (t, ((x, packed), scales)) in tiles.enumerate() {
-            bank.pack_tile(phi, patches, t * ROWS, x, packed, scales);
+            bank.pack_tile(phi, patches, first + t * ROWS, x, packed, scales);
         }
     }
 
