@@ -255,3 +255,37 @@ fn piping_into_head_ends_quietly() {
     use std::os::unix::process::ExitStatusExt;
     assert!(out.status.success() || out.status.signal() == Some(libc::SIGPIPE), "{:?}", out.status);
 }
+
+#[test]
+fn bench_reports_every_batch_size_and_how_the_knn_ran() {
+    let (model, _) = fixture();
+    let run = |precision: &str| {
+        let out = inspectd(&[
+            "bench",
+            "--model",
+            model.to_str().unwrap(),
+            "--batch",
+            "1,3",
+            "--seconds",
+            "0.2",
+            "--knn-precision",
+            precision,
+            "--json",
+        ]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let fp32 = run("fp32");
+    assert_eq!(fp32["knn_path"], "kernel");
+    assert!(fp32["int8_candidates"].is_null());
+    let stages = fp32["stages"].as_array().unwrap();
+    assert_eq!(stages.iter().map(|s| s["batch"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 3]);
+    for s in stages {
+        assert!(s["images_per_second"].as_f64().unwrap() > 0.0 && s["knn_ms"].as_f64().unwrap() > 0.0, "{s}");
+    }
+    // auto: int8 where the CPU has AVX-512 VNNI, the fp32 kernel elsewhere.
+    let auto = run("auto");
+    let vnni =
+        std::arch::is_x86_feature_detected!("avx512vnni") && std::arch::is_x86_feature_detected!("avx512bw");
+    assert_eq!(auto["int8_candidates"].as_u64(), vnni.then_some(8), "{auto}");
+}

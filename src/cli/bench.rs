@@ -496,4 +496,10 @@ fn print_table(r: &Report) {
             s.outside_models_fraction * 100.0
         );
     }
+    if r.int8_candidates.is_some() || r.knn_window.is_some() {
+        println!(
+            "(knn GFLOP/s count the full fp32 search's work, which the int8 pass or the window does not \
+             do, so they can exceed the fp32 peak)"
+        );
+    }
 }
