@@ -130,45 +130,43 @@ impl Knn {
     }
 
     /// Picks `candidates` centres per patch with int8 distances (centred on the bank's mean)
-    /// and re-ranks them with exact fp32 ones, for [`Knn::nearest`]. `None` where the CPU
-    /// lacks AVX-512 VNNI, the search is windowed, or `candidates < k`.
+    /// and re-ranks them with exact fp32 ones, for [`Knn::nearest`]. `None` where the int8
+    /// pass cannot run ([`Knn::int8_unavailable`]).
     pub fn int8(mut self, bank: ArrayView2<f32>, candidates: usize) -> Option<Knn> {
-        let usable = knn_int8::available()
-            && self.window.is_none()
-            && candidates >= self.k
-            && self.k <= 64
-            && self.channels <= 512;
-        usable.then(|| {
+        self.int8_unavailable(candidates).is_none().then(|| {
             self.int8 = Some(Box::new(Int8Bank::new(bank, candidates)));
             self
         })
     }
 
-    /// Applies `precision` for a kNN over `bank` (the bank this was made from). `Err` says why
-    /// int8 cannot run when it was asked for by name.
-    pub fn with_precision(self, bank: ArrayView2<f32>, precision: KnnPrecision) -> Result<Knn, String> {
-        if precision == KnnPrecision::Fp32 {
-            return Ok(self);
-        }
-        let why_not = if !knn_int8::available() {
+    /// Why the int8 pass cannot run with `candidates` per patch here, if it cannot.
+    fn int8_unavailable(&self, candidates: usize) -> Option<&'static str> {
+        if !knn_int8::available() {
             Some("needs a CPU with AVX-512 VNNI, and this one has none")
         } else if self.window.is_some() {
             Some("does not combine with knn_window; drop one")
-        } else if self.k > 64 {
+        } else if self.k > knn_int8::MAX_K {
             Some("takes at most K = 64 nearest centres")
-        } else if self.channels > 512 {
+        } else if self.channels > knn_int8::MAX_CHANNELS {
             Some("takes at most 512 descriptor channels")
+        } else if candidates < self.k {
+            Some("needs at least K candidates")
         } else {
             None
-        };
-        match (why_not, precision) {
-            (None, _) => {
-                // At least K candidates, so a bundle with a larger K still gets its K.
-                let candidates = INT8_CANDIDATES.max(self.k);
-                Ok(self.int8(bank, candidates).expect("every condition of int8() was checked above"))
+        }
+    }
+
+    /// Applies `precision` for a kNN over `bank` (the bank this was made from). `Err` says why
+    /// int8 cannot run when it was asked for by name.
+    pub fn with_precision(self, bank: ArrayView2<f32>, precision: KnnPrecision) -> Result<Knn, String> {
+        // At least K candidates, so a bundle with a larger K still gets its K.
+        let candidates = INT8_CANDIDATES.max(self.k);
+        match (precision, self.int8_unavailable(candidates)) {
+            (KnnPrecision::Fp32, _) | (KnnPrecision::Auto, Some(_)) => Ok(self),
+            (KnnPrecision::Int8, Some(why)) => {
+                Err(format!("the int8 kNN {why}; use knn_precision fp32 (or auto)"))
             }
-            (Some(_), _) if precision == KnnPrecision::Auto => Ok(self),
-            (Some(why), _) => Err(format!("the int8 kNN {why}; use knn_precision fp32 (or auto)")),
+            (_, None) => Ok(self.int8(bank, candidates).expect("int8_unavailable said it can run")),
         }
     }
 

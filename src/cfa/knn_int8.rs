@@ -31,7 +31,9 @@ const BLOCK_TILES: usize = 64;
 const PANELS_BACK: usize = 4;
 
 /// Descriptor channels a tile is packed with (CFA's are 176 for Lite0, at most a few hundred).
-const MAX_CHANNELS: usize = 512;
+pub const MAX_CHANNELS: usize = 512;
+/// Nearest centres the re-rank keeps per patch.
+pub const MAX_K: usize = 64;
 
 /// Whether this CPU runs the int8 pass (AVX-512 F/BW and VNNI).
 pub fn available() -> bool {
@@ -136,7 +138,7 @@ impl Int8Bank {
         threads: usize,
     ) {
         assert!(available(), "the int8 kNN needs AVX-512 VNNI");
-        assert!(k <= self.candidates && k <= 64, "k = {k} with {} candidates", self.candidates);
+        assert!(k <= self.candidates && k <= MAX_K, "k = {k} with {} candidates", self.candidates);
         let c_n = self.channels;
         assert_eq!(phi.len(), images * c_n * patches, "descriptor size");
         assert_eq!(out.len(), images * patches * k, "output size");
@@ -184,8 +186,8 @@ impl Int8Bank {
     #[inline(always)]
     fn rerank_with(&self, x: &[f32], candidates: &[u32], out: &mut [f32]) {
         let c_n = self.channels;
-        let mut best = [f32::INFINITY; 64];
-        let mut index = [0u32; 64];
+        let mut best = [f32::INFINITY; MAX_K];
+        let mut index = [0u32; MAX_K];
         let k = out.len();
         for &j in candidates {
             let j = j as usize;
@@ -231,7 +233,7 @@ impl Int8Bank {
             }
         }
         for r in 0..rows {
-            let scale = if max[r] > 0.0 { max[r] / 127.0 } else { 1.0 };
+            let scale = scale_for(max[r]);
             scales[r] = scale;
             let inv = 1.0 / scale;
             for (c, centred) in centred.iter().enumerate().take(c_n) {
@@ -361,7 +363,11 @@ fn portable_tile(
 
 /// A row's symmetric int8 scale: its largest magnitude maps to 127.
 fn row_scale(row: &[f32]) -> f32 {
-    let max = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    scale_for(row.iter().fold(0.0f32, |m, v| m.max(v.abs())))
+}
+
+/// The scale that maps a row's largest magnitude `max` to 127 (1 for an all-zero row).
+fn scale_for(max: f32) -> f32 {
     if max > 0.0 {
         max / 127.0
     } else {
