@@ -11,8 +11,9 @@
 //! The ONNX graph does the same work as `MatMul` on 256-patch chunks, an `Add`, and `TopK` over
 //! all N centres per patch; that stays the path for GPU providers (see `model::scorer`).
 //!
-//! Work is split over threads by blocks of patches; each thread walks all panels for its block
-//! (the block's packed descriptors stay in L2, each panel is read once per block).
+//! Work is split over threads by blocks of patches, each thread taking the next block until none
+//! are left; each walks all panels for its block (the block's packed descriptors stay in L2,
+//! each panel is read once per block).
 
 use ndarray::ArrayView2;
 
@@ -275,20 +276,17 @@ impl Knn {
         let mut best = vec![f32::INFINITY; tiles * rows_k];
         let mut index = vec![0u32; tiles * rows_k];
         let threads = threads.clamp(1, tiles.div_ceil(BLOCK_TILES).max(1));
-        let per_thread = tiles.div_ceil(threads).max(1);
         let tile_len = TILE_ROWS * self.channels;
-        std::thread::scope(|scope| {
-            let work = packed
-                .chunks(per_thread * tile_len)
-                .zip(best.chunks_mut(per_thread * rows_k).zip(index.chunks_mut(per_thread * rows_k)));
-            let mut work = work.enumerate();
-            let first = work.next();
-            for (n, (a, (b, i))) in work {
-                scope.spawn(move || self.scan(a, b, i, n * per_thread));
-            }
-            if let Some((_, (a, (b, i)))) = first {
-                self.scan(a, b, i, 0);
-            }
+        // Blocks of tiles, each thread (`util::workers`) taking the next until none are left.
+        let work = packed
+            .chunks(BLOCK_TILES * tile_len)
+            .zip(best.chunks_mut(BLOCK_TILES * rows_k).zip(index.chunks_mut(BLOCK_TILES * rows_k)))
+            .enumerate();
+        let work = std::sync::Mutex::new(work);
+        crate::util::workers::run(threads, &|| loop {
+            let next = work.lock().unwrap_or_else(std::sync::PoisonError::into_inner).next();
+            let Some((n, (a, (b, i)))) = next else { return };
+            self.scan(a, b, i, n * BLOCK_TILES);
         });
         (best, index)
     }

@@ -14,6 +14,8 @@
 //! are stored offset by 128 (VNNI multiplies unsigned by signed); `128·Σ q_c` per centre takes
 //! the offset back out. Without VNNI the caller keeps the exact kernel ([`available`]).
 
+use std::sync::{Mutex, PoisonError};
+
 use ndarray::ArrayView2;
 
 use super::topk::insert;
@@ -142,19 +144,19 @@ impl Int8Bank {
         let c_n = self.channels;
         assert_eq!(phi.len(), images * c_n * patches, "descriptor size");
         assert_eq!(out.len(), images * patches * k, "output size");
-        // Threads take runs of whole tiles, and each packs, searches and re-ranks its own.
+        // Threads (`util::workers`) take blocks of whole tiles, the next not yet taken, until
+        // none are left, and each packs, searches and re-ranks its own. Taking them as they go,
+        // not in equal shares fixed up front, matters when frames come at a camera's rate: a
+        // helper woken on an idle core can start a millisecond late, and then takes fewer
+        // blocks instead of finishing last.
         let tiles = (images * patches).div_ceil(ROWS);
-        let threads = threads.clamp(1, tiles.div_ceil(BLOCK_TILES).max(1));
-        let per_thread = tiles.div_ceil(threads).max(1);
-        std::thread::scope(|scope| {
-            let mut work = out.chunks_mut(per_thread * ROWS * k).enumerate();
-            let first = work.next();
-            for (t, out) in work {
-                scope.spawn(move || self.part(phi, patches, t * per_thread * ROWS, k, out));
-            }
-            if let Some((_, out)) = first {
-                self.part(phi, patches, 0, k, out);
-            }
+        let jobs = tiles.div_ceil(BLOCK_TILES);
+        let threads = threads.clamp(1, jobs.max(1));
+        let work = Mutex::new(out.chunks_mut(BLOCK_TILES * ROWS * k).enumerate());
+        crate::util::workers::run(threads, &|| loop {
+            let next = work.lock().unwrap_or_else(PoisonError::into_inner).next();
+            let Some((job, out)) = next else { return };
+            self.part(phi, patches, job * BLOCK_TILES * ROWS, k, out);
         });
     }
 

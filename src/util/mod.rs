@@ -5,3 +5,4 @@ pub mod rng;
 pub mod supervise;
 pub mod time;
 pub mod video_writer;
+pub mod workers;
