@@ -3,6 +3,7 @@
 //! Frames, edges and the model identity they carry live in `crate::flow`, below every stage.
 
 pub mod decide;
+pub mod gather;
 pub mod judge;
 pub mod latest;
 pub mod scoring;

@@ -1,10 +1,10 @@
 //! The scoring stage of one model: gathers frames from the cameras that share the model into
-//! batches (at most `max_batch` frames, or whatever arrived within `max_wait` of the first),
-//! scores them on this dedicated thread, and hands each frame with its map to the decision
-//! stage.
+//! batches (`pipeline::gather`: at most `max_batch` frames, whatever arrived within `max_wait`
+//! of the first, or one from each camera), scores them on this dedicated thread, and hands each
+//! frame with its map to the decision stage. The frames of a batch run side by side where the
+//! scorer has lanes (`model::lanes`).
 //!
-//! Cameras are visited round-robin from a rotating start, so a fast camera cannot starve a
-//! slow one. The output channel is bounded and blocking: if decisions fall behind, scoring
+//! The output channel is bounded and blocking: if decisions fall behind, scoring
 //! waits, and the cameras' own edges apply their overflow policy.
 
 use crate::telemetry::{BatchFailed, Event, FrameOutsideView, FrameWrongSize, Telemetry};
@@ -13,20 +13,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use ndarray::Array2;
 use tracing::info;
 
 use super::decide::DecisionInput;
+use super::gather::gather;
 use crate::cfa::preprocess::{normalise_rgb_into, Normalisation};
 use crate::flow::edge::{EdgeReceiver, Signal};
 use crate::flow::frame::Frame;
 use crate::model::scorer::{ImageBatch, ScoreError, Scorer};
 use crate::view::{CameraView, Rect, View};
-
-/// Longest the loop sleeps without frames before reporting an idle heartbeat.
-const IDLE_BEAT: Duration = Duration::from_secs(1);
 
 pub use crate::flow::ModelIdentity;
 
@@ -123,7 +121,7 @@ impl ScoringStage {
     pub fn run(mut self) -> Result<(), String> {
         info!(model = %self.model.name, "Scoring started.");
         let mut start = 0;
-        while let Some(frames) = self.gather(&mut start) {
+        while let Some(frames) = gather(&self.inputs, &self.signal, self.batching, &mut start) {
             self.stats.beat();
             self.take_swap();
             if !frames.is_empty() && self.score(frames).is_err() {
@@ -146,65 +144,6 @@ impl ScoringStage {
             self.view = next.view;
             self.resolved.clear();
         }
-    }
-
-    /// Collects the next batch: full, or `max_wait` after its first frame. Returns an empty
-    /// batch after a second without frames (so the heartbeat shows an idle, healthy loop) and
-    /// `None` once every input is closed and drained.
-    fn gather(&self, start: &mut usize) -> Option<Vec<Frame>> {
-        let mut batch = Vec::with_capacity(self.batching.max_batch);
-        let began = Instant::now();
-        let mut deadline: Option<Instant> = None;
-        loop {
-            let before = batch.len();
-            let open = self.take_round(&mut batch, start);
-            if open == 0 && batch.is_empty() {
-                return None;
-            }
-            if open == 0 || batch.len() >= self.batching.max_batch {
-                return Some(batch);
-            }
-            if batch.len() > before {
-                // Frames may still be queued: take another round before waiting for a push.
-                deadline.get_or_insert(Instant::now() + self.batching.max_wait);
-                continue;
-            }
-            let now = Instant::now();
-            let until = match deadline {
-                Some(d) => d,
-                None if batch.is_empty() => began + IDLE_BEAT,
-                None => *deadline.insert(now + self.batching.max_wait),
-            };
-            if now >= until {
-                return Some(batch);
-            }
-            self.signal.wait(until - now);
-        }
-    }
-
-    /// One pass over the inputs, taking at most one frame from each; returns how many inputs
-    /// are still open.
-    fn take_round(&self, batch: &mut Vec<Frame>, start: &mut usize) -> usize {
-        let n = self.inputs.len();
-        let mut open = 0;
-        for i in 0..n {
-            let input = &self.inputs[(*start + i) % n];
-            match input.try_recv() {
-                Ok(Some(frame)) if batch.len() < self.batching.max_batch => {
-                    batch.push(frame);
-                    open += 1;
-                }
-                Ok(Some(_)) => unreachable!("batch is checked before each take"),
-                Ok(None) => open += 1,
-                Err(()) => {}
-            }
-            if batch.len() >= self.batching.max_batch {
-                open += 1;
-                break;
-            }
-        }
-        *start = (*start + 1) % n.max(1);
-        open
     }
 
     /// Scores one batch and hands it on; `Err` when the decision stage's channel is closed.
