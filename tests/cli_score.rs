@@ -209,6 +209,16 @@ fn the_cpu_knn_kernel_scores_like_the_bundles_graph() {
     for (x, y) in sa.iter().zip(&sb) {
         assert!((x.score - y.score).abs() <= 1e-4 * y.score.abs().max(1.0), "{} vs {}", x.score, y.score);
     }
+    // With more than one thread, a batch's images run side by side on one-thread lanes; alone,
+    // an image runs on the shared pool. Both give the same maps.
+    let threads = rt.threads();
+    assert_eq!(kernel.lanes(), if threads >= 2 { threads.min(4) } else { 0 }, "lanes with {threads} threads");
+    for (i, together) in sa.iter().enumerate() {
+        let alone = ImageBatch::from_images(&images[i..i + 1], 128, 128, &Normalisation::IMAGENET);
+        let (alone, _) = kernel.score(&alone).unwrap();
+        let worst = alone[0].map.iter().zip(&together.map).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        assert!(worst <= 1e-4 * together.score.abs().max(1.0), "image {i}: maps differ by up to {worst}");
+    }
 }
 
 /// Every PNG under `dir`, sorted.

@@ -26,6 +26,7 @@ use crate::cfa::knn::{Knn, KnnPrecision};
 use crate::cfa::{anomaly_map, preprocess};
 use crate::model::backbone;
 use crate::model::bundle::Bundle;
+use crate::model::lanes::{Lanes, MAX_LANES};
 use crate::model::runtime::{Provider, Runtime};
 use crate::model::scorer::ImageBatch;
 use crate::onnx::{Dim, ElemType, Graph, Model, Node, Tensor};
@@ -74,6 +75,10 @@ pub struct BenchArgs {
     /// With --frame and tiles: pixels neighbouring tiles share.
     #[arg(long, default_value_t = 32, requires = "frame")]
     pub tile_overlap: u32,
+    /// Start batches this many milliseconds apart, as a camera delivers frames, instead of back
+    /// to back: threads and caches go idle between them, as in the daemon at a camera's rate.
+    #[arg(long, value_name = "MS", default_value_t = 0.0)]
+    pub interval_ms: f64,
     /// Print the report as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -126,6 +131,11 @@ struct Report {
     /// Candidates per patch of the int8 pass (re-ranked in fp32), when it runs.
     int8_candidates: Option<usize>,
     matmul_peak_gflops: f64,
+    /// Images that run side by side in a batch of more than one (one-thread lanes); 0 where a
+    /// batch runs one image after another.
+    lanes: usize,
+    /// `--interval-ms`: batches started this far apart; 0 back to back.
+    interval_ms: f64,
     stages: Vec<StageReport>,
 }
 
@@ -161,11 +171,14 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         knn_window: args.knn_window,
         int8_candidates: sessions.kernel.as_ref().and_then(|(k, _)| k.int8_candidates()),
         matmul_peak_gflops: peak,
+        lanes: sessions.lanes.as_ref().map_or(0, Lanes::len),
+        interval_ms: args.interval_ms,
         stages: Vec::new(),
     };
     let mut sessions = sessions;
+    let interval = Duration::from_secs_f64(args.interval_ms.max(0.0) / 1e3);
     for &b in &args.batch {
-        let stage = measure(&mut sessions, &subject, &png, b.max(1), args.seconds, peak)?;
+        let stage = measure(&mut sessions, &subject, &png, b.max(1), args.seconds, peak, interval)?;
         report.stages.push(stage);
     }
     if args.json {
@@ -218,6 +231,8 @@ struct Sessions {
     fused: Session,
     /// The CPU kNN kernel and its threads, as `model::scorer` runs it on the CPU provider.
     kernel: Option<(Knn, usize)>,
+    /// One-thread lanes for batches of more than one image, as `model::scorer` has them.
+    lanes: Option<Lanes>,
     provider: String,
 }
 
@@ -250,8 +265,18 @@ impl Sessions {
             }
             None => None,
         };
+        let lanes = match threads.min(MAX_LANES) {
+            n if n >= 2 && kernel.is_some() => Some(Lanes::new(
+                runtime,
+                n,
+                ("backbone", &s.backbone_onnx),
+                ("descriptor (bench)", &descriptor),
+            )?),
+            _ => None,
+        };
         Ok(Sessions {
             kernel,
+            lanes,
             backbone,
             descriptor: runtime.session("descriptor (bench)", &descriptor)?.0,
             knn: runtime.session("knn (bench)", &knn)?.0,
@@ -271,6 +296,8 @@ struct Totals {
     knn_graph: Duration,
     post: Duration,
     fused: Duration,
+    /// Images the graph comparisons (`knn_graph`, `fused`) ran on.
+    graph_images: usize,
 }
 
 fn measure(
@@ -280,6 +307,7 @@ fn measure(
     b: usize,
     seconds: f64,
     peak: f64,
+    interval: Duration,
 ) -> anyhow::Result<StageReport> {
     let blur = GaussianBlur::new(s.sigma);
     one_batch(ss, s, png, b, &blur, &mut Totals::default())?; // warm-up at this batch size
@@ -287,10 +315,13 @@ fn measure(
     let started = Instant::now();
     let mut iterations = 0;
     while iterations < 3 || started.elapsed().as_secs_f64() < seconds {
+        let began = Instant::now();
         one_batch(ss, s, png, b, &blur, &mut totals)?;
         iterations += 1;
+        std::thread::sleep(interval.saturating_sub(began.elapsed()));
     }
     let per_image = |d: Duration| d.as_secs_f64() * 1e3 / (iterations * b) as f64;
+    let per_graph_image = |d: Duration| d.as_secs_f64() * 1e3 / totals.graph_images.max(1) as f64;
     let mut r = StageReport {
         batch: b,
         iterations,
@@ -298,9 +329,9 @@ fn measure(
         backbone_ms: per_image(totals.backbone),
         descriptor_ms: per_image(totals.descriptor),
         knn_ms: per_image(totals.knn),
-        knn_graph_ms: per_image(totals.knn_graph),
+        knn_graph_ms: per_graph_image(totals.knn_graph),
         map_blur_ms: per_image(totals.post),
-        fused_descriptor_knn_ms: per_image(totals.fused),
+        fused_descriptor_knn_ms: per_graph_image(totals.fused),
         ..StageReport::default()
     };
     r.total_ms = r.decode_preprocess_ms + r.backbone_ms + r.descriptor_ms + r.knn_ms + r.map_blur_ms;
@@ -330,6 +361,9 @@ fn one_batch(
     let batch = ImageBatch::from_images(&images, s.width, s.height, &preprocess::Normalisation::IMAGENET);
     t.prep += clock.elapsed();
 
+    if b >= 2 && ss.lanes.is_some() {
+        return lane_models(ss, s, &batch, blur, t);
+    }
     // As `Scorer::nearest`: on the CPU kernel path each image runs on its own.
     let per_run = if ss.kernel.is_some() { 1 } else { b };
     let image_len = 3 * batch.height * batch.width;
@@ -364,6 +398,7 @@ fn models(
     let mut topk = knn["topk"].try_extract_array::<f32>()?.into_dimensionality::<Ix3>()?.to_owned();
     let graph_time = clock.elapsed();
     t.knn_graph += graph_time;
+    t.graph_images += b;
     match &ss.kernel {
         Some((kernel, threads)) => {
             let clock = Instant::now();
@@ -391,6 +426,54 @@ fn models(
         ss.fused.run(ort::inputs!["f1" => &feats["f1"], "f2" => &feats["f2"], "f3" => &feats["f3"]])?;
     std::hint::black_box(fused["topk"].try_extract_array::<f32>()?.sum());
     t.fused += clock.elapsed();
+    Ok(())
+}
+
+/// As `Scorer::nearest` with lanes: the batch's images side by side through backbone and
+/// descriptor (their wall time split between the two as the lanes' summed times are), one kNN
+/// over all of them, maps. The graph comparisons run on the batch's first image alone.
+fn lane_models(
+    ss: &mut Sessions,
+    s: &Subject,
+    batch: &ImageBatch,
+    blur: &GaussianBlur,
+    t: &mut Totals,
+) -> anyhow::Result<()> {
+    let (kernel, threads) = ss.kernel.as_ref().expect("lanes run with the kernel");
+    let (h, w) = s.shape.grid;
+    let b = batch.count;
+    let mut phi = vec![0.0f32; b * kernel.channels() * h * w];
+    let clock = Instant::now();
+    let lanes = ss.lanes.as_mut().expect("lanes");
+    let times = lanes
+        .descriptors(&batch.data, b, (batch.height, batch.width), &mut phi)
+        .map_err(|e| anyhow::anyhow!("{} failed: {}", e.stage, e.reason))?;
+    let wall = clock.elapsed();
+    let busy = (times.backbone + times.descriptor).as_secs_f64().max(1e-9);
+    let backbone = wall.mul_f64(times.backbone.as_secs_f64() / busy);
+    t.backbone += backbone;
+    t.descriptor += wall - backbone;
+
+    let clock = Instant::now();
+    let mut nearest = ndarray::Array3::zeros((b, h * w, kernel.k()));
+    kernel.nearest(&phi, b, h * w, nearest.as_slice_mut().expect("contiguous"), *threads);
+    t.knn += clock.elapsed();
+
+    let clock = Instant::now();
+    for one in nearest.axis_iter(Axis(0)) {
+        let patch = anomaly_map::patch_scores(one, h, w);
+        let map = anomaly_map::anomaly_map(patch.view(), s.height as usize, s.width as usize, blur);
+        std::hint::black_box(anomaly_map::image_score(map.view()));
+    }
+    t.post += clock.elapsed();
+
+    // The graph paths for comparison, on one image, outside the totals above.
+    let image_len = 3 * batch.height * batch.width;
+    let mut graphs = Totals::default();
+    models(ss, s, &batch.data[..image_len], 1, blur, &mut graphs)?;
+    t.knn_graph += graphs.knn_graph;
+    t.fused += graphs.fused;
+    t.graph_images += graphs.graph_images;
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 
 pub mod backbone;
 pub mod bundle;
+pub mod lanes;
 pub mod manifest;
 pub mod runtime;
 pub mod scorer;

@@ -204,9 +204,6 @@ impl Runtime {
     ///
     /// `what` names the model in errors and logs (usually its file path).
     pub fn session(&self, what: &str, model: &[u8]) -> Result<(Session, Provider), RuntimeError> {
-        fn session_error<T>(what: &str) -> impl Fn(ort::Error<T>) -> RuntimeError + '_ {
-            move |e| RuntimeError::Session { model: what.to_string(), reason: e.to_string() }
-        }
         let mut builder = Session::builder(&self.env)?
             .with_optimization_level(GraphOptimizationLevel::Level3)
             .map_err(session_error(what))?;
@@ -218,6 +215,24 @@ impl Runtime {
         let session = builder.commit_from_memory(model).map_err(session_error(what))?;
         info!(model = what, provider = %used, "ONNX Runtime session created.");
         Ok((session, used))
+    }
+
+    /// A CPU session that runs on its caller's thread alone: its own one-thread pool instead of
+    /// the shared one. [`crate::model::lanes`] runs several of these side by side, one image
+    /// each, where the shared pool would split every operator of one image across the cores.
+    pub fn single_thread_session(&self, what: &str, model: &[u8]) -> Result<Session, RuntimeError> {
+        let session = Session::builder(&self.env)?
+            .with_optimization_level(GraphOptimizationLevel::Level3)
+            .map_err(session_error(what))?
+            .with_independent_thread_pool()
+            .map_err(session_error(what))?
+            .with_intra_threads(1)
+            .map_err(session_error(what))?
+            .with_inter_threads(1)
+            .map_err(session_error(what))?
+            .commit_from_memory(model)
+            .map_err(session_error(what))?;
+        Ok(session)
     }
 
     /// Registers providers in the configured order; the first that registers is the one used.
@@ -252,6 +267,11 @@ impl Runtime {
         }
         Ok((builder, used.unwrap_or(Provider::Cpu)))
     }
+}
+
+/// Maps a session builder's error to one that names the model.
+fn session_error<T>(what: &str) -> impl Fn(ort::Error<T>) -> RuntimeError + '_ {
+    move |e| RuntimeError::Session { model: what.to_string(), reason: e.to_string() }
 }
 
 /// One intra-op pool for all sessions. Per-session pools would each spin after a run and steal

@@ -17,6 +17,7 @@ use ort::session::Session;
 use ort::value::TensorRef;
 
 use super::bundle::Bundle;
+use super::lanes::{LaneError, Lanes, MAX_LANES};
 use super::runtime::{Provider, Runtime, RuntimeError};
 use crate::cfa::anomaly_map;
 use crate::cfa::blur::GaussianBlur;
@@ -104,6 +105,9 @@ pub struct Scorer {
     descriptor: Session,
     /// The CPU kNN kernel and its thread count; `None` where the graph does the kNN.
     knn: Option<(Knn, usize)>,
+    /// With the CPU kernel and more than one thread: one-thread sessions that run a batch's
+    /// images side by side (`model::lanes`).
+    lanes: Option<Lanes>,
     /// With [`ScorerOptions::knn_audit`]: the int8 search checked against the exact one.
     audit: Option<KnnAudit>,
     provider: Provider,
@@ -213,6 +217,7 @@ impl Scorer {
                 ),
             });
         }
+        let mut lanes = None;
         let (descriptor, knn) = if path == KnnPath::Kernel {
             let shape = GraphShape {
                 channels: bundle.manifest.backbone.channels,
@@ -221,9 +226,19 @@ impl Scorer {
             };
             let model = graph::descriptor_model(shape, &bundle.weights)
                 .map_err(|e| ScoreError::Inference { stage: "descriptor graph", reason: e.to_string() })?;
-            let (session, _) =
-                runtime.session(&format!("{descriptor_name} (descriptor)"), &model.encode())?;
+            let descriptor_name = format!("{descriptor_name} (descriptor)");
+            let descriptor_onnx = model.encode();
+            let (session, _) = runtime.session(&descriptor_name, &descriptor_onnx)?;
             let threads = runtime.threads();
+            lanes = match threads.min(MAX_LANES) {
+                n if n >= 2 => Some(Lanes::new(
+                    runtime,
+                    n,
+                    (&backbone_name, &bundle.backbone_onnx),
+                    (&descriptor_name, &descriptor_onnx),
+                )?),
+                _ => None,
+            };
             let knn = Knn::new(bundle.bank.view(), shape.k);
             let knn = match options.knn_window {
                 Some(r) => knn.windowed(shape.grid, r).ok_or_else(|| ScoreError::Inference {
@@ -251,6 +266,7 @@ impl Scorer {
             descriptor,
             audit: None,
             knn,
+            lanes,
             provider,
             height: input.height as usize,
             width: input.width as usize,
@@ -259,6 +275,9 @@ impl Scorer {
             norm: input.normalisation(),
         };
         scorer.score(&ImageBatch::zeros(1, scorer.height, scorer.width))?;
+        if let Some(n) = scorer.lanes.as_ref().map(Lanes::len) {
+            scorer.score(&ImageBatch::zeros(n, scorer.height, scorer.width))?;
+        }
         let int8 = scorer.knn.as_ref().is_some_and(|(k, _)| k.int8_candidates().is_some());
         scorer.audit = (options.knn_audit && int8).then(KnnAudit::default);
         Ok(scorer)
@@ -267,6 +286,12 @@ impl Scorer {
     /// The execution provider the backbone runs on.
     pub fn provider(&self) -> Provider {
         self.provider
+    }
+
+    /// How many images of a batch run side by side (`model::lanes`); 0 where they run one
+    /// after another.
+    pub fn lanes(&self) -> usize {
+        self.lanes.as_ref().map_or(0, Lanes::len)
     }
 
     /// The int8 search's candidates per patch, when the CPU kernel runs it.
@@ -297,7 +322,9 @@ impl Scorer {
     /// With the CPU kernel, each image runs through the backbone and descriptor on its own:
     /// a batch of 8 at 256 px took twice as long per image in ONNX Runtime on the CPU (its
     /// activations outgrow the L2 cache), and the kNN kernel gains nothing from batching.
-    /// Graph providers (GPUs) get the whole batch in one run.
+    /// Several images run side by side on one-thread lanes where there are lanes
+    /// (`model::lanes`), then one kNN over all of them. Graph providers (GPUs) get the whole
+    /// batch in one run.
     pub fn nearest(&mut self, batch: &ImageBatch) -> Result<(ndarray::Array3<f32>, StageTimes), ScoreError> {
         if (batch.height, batch.width) != (self.height, self.width) {
             return Err(ScoreError::Size {
@@ -306,6 +333,9 @@ impl Scorer {
                 want_h: self.height,
                 want_w: self.width,
             });
+        }
+        if batch.count >= 2 && self.lanes.is_some() {
+            return self.nearest_lanes(batch);
         }
         let per_run = if self.knn.is_some() { 1 } else { batch.count.max(1) };
         let image_len = 3 * batch.height * batch.width;
@@ -320,6 +350,32 @@ impl Scorer {
             _ => ndarray::concatenate(Axis(0), &views)
                 .map_err(|e| ScoreError::Inference { stage: "kNN output", reason: e.to_string() })?,
         };
+        Ok((topk, times))
+    }
+
+    /// A batch's descriptors on the lanes, side by side, then one kNN over all of them. The
+    /// lanes' wall time is split between backbone and descriptor as their summed times are.
+    fn nearest_lanes(
+        &mut self,
+        batch: &ImageBatch,
+    ) -> Result<(ndarray::Array3<f32>, StageTimes), ScoreError> {
+        let (Some(lanes), Some((knn, _))) = (&mut self.lanes, &self.knn) else {
+            unreachable!("lanes exist only with the CPU kernel");
+        };
+        let (h, w) = self.grid;
+        let mut phi = vec![0.0f32; batch.count * knn.channels() * h * w];
+        let started = Instant::now();
+        let lane_times = lanes
+            .descriptors(&batch.data, batch.count, (self.height, self.width), &mut phi)
+            .map_err(|LaneError { stage, reason }| ScoreError::Inference { stage, reason })?;
+        let wall = started.elapsed();
+        let busy = (lane_times.backbone + lane_times.descriptor).as_secs_f64();
+        let backbone_share = if busy > 0.0 { lane_times.backbone.as_secs_f64() / busy } else { 0.5 };
+        let mut times = StageTimes { backbone: wall.mul_f64(backbone_share), ..StageTimes::default() };
+        let started = Instant::now();
+        let topk =
+            kernel_nearest(self.knn.as_ref().expect("lanes"), self.grid, &mut self.audit, &phi, batch.count);
+        times.descriptor_knn = wall - times.backbone + started.elapsed();
         Ok((topk, times))
     }
 
@@ -339,19 +395,10 @@ impl Scorer {
         let inputs = ort::inputs!["f1" => &features["f1"], "f2" => &features["f2"], "f3" => &features["f3"]];
         let out = self.descriptor.run(inputs).map_err(inference("descriptor"))?;
         let topk = match &self.knn {
-            Some((knn, threads)) => {
+            Some(kernel) => {
                 let (_, phi) =
                     out["phi"].try_extract_tensor::<f32>().map_err(inference("descriptor output"))?;
-                let (h, w) = self.grid;
-                let mut topk = ndarray::Array3::zeros((count, h * w, knn.k()));
-                let slice = topk.as_slice_mut().expect("a new array is contiguous");
-                knn.nearest(phi, count, h * w, slice, *threads);
-                if let Some(audit) = &mut self.audit {
-                    let mut exact = vec![0.0f32; slice.len()];
-                    knn.nearest_fp32(phi, count, h * w, &mut exact, *threads);
-                    audit.add(slice, &exact, knn.k());
-                }
-                topk
+                kernel_nearest(kernel, self.grid, &mut self.audit, phi, count)
             }
             None => {
                 let topk = out["topk"].try_extract_array::<f32>().map_err(inference("descriptor output"))?;
@@ -416,6 +463,26 @@ impl Scorer {
         let map = anomaly_map::anomaly_map(patch.view(), self.height, self.width, &self.blur);
         Scored { score: anomaly_map::image_score(map.view()), map }
     }
+}
+
+/// The CPU kernel's K nearest (`[count, patches, K]`) for `count` images' descriptors, checked
+/// against the exact search when an audit runs.
+fn kernel_nearest(
+    (knn, threads): &(Knn, usize),
+    (h, w): (usize, usize),
+    audit: &mut Option<KnnAudit>,
+    phi: &[f32],
+    count: usize,
+) -> ndarray::Array3<f32> {
+    let mut topk = ndarray::Array3::zeros((count, h * w, knn.k()));
+    let slice = topk.as_slice_mut().expect("a new array is contiguous");
+    knn.nearest(phi, count, h * w, slice, *threads);
+    if let Some(audit) = audit {
+        let mut exact = vec![0.0f32; slice.len()];
+        knn.nearest_fp32(phi, count, h * w, &mut exact, *threads);
+        audit.add(slice, &exact, knn.k());
+    }
+    topk
 }
 
 #[cfg(test)]
