@@ -383,6 +383,9 @@ fn models(
     blur: &GaussianBlur,
     t: &mut Totals,
 ) -> anyhow::Result<()> {
+    if ss.kernel.is_some() {
+        crate::util::workers::keep_adopted_off_caller(); // as `Scorer` does on the CPU provider
+    }
     let clock = Instant::now();
     let shape = [b, 3, s.height as usize, s.width as usize];
     let feats = ss.backbone.run(ort::inputs!["image" => TensorRef::from_array_view((shape, data))?])?;

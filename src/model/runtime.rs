@@ -278,11 +278,35 @@ fn session_error<T>(what: &str) -> impl Fn(ort::Error<T>) -> RuntimeError + '_ {
 /// the cores from the next session (backbone, then descriptor), which halved kNN speed here.
 /// The pool does not spin either: after the descriptor, the CPU kNN kernel (`cfa::knn`) needs
 /// the same cores, and spinning ONNX Runtime threads took them (its batch-1 time rose by 40%).
+/// Its threads are ours ([`PoolThreads`]), so that before each run they can be kept off the
+/// calling thread's core ([`crate::util::workers::keep_adopted_off_caller`]).
 fn thread_pool(intra_threads: usize) -> Result<ort::environment::GlobalThreadPoolOptions, RuntimeError> {
     Ok(ort::environment::GlobalThreadPoolOptions::default()
         .with_intra_threads(intra_threads)?
         .with_inter_threads(1)?
-        .with_spin_control(false)?)
+        .with_spin_control(false)?
+        .with_thread_manager(PoolThreads)?)
+}
+
+/// Creates ONNX Runtime's pool threads as named std threads registered with `util::workers`.
+struct PoolThreads;
+
+impl ort::environment::ThreadManager for PoolThreads {
+    type Thread = std::thread::JoinHandle<()>;
+
+    fn create(&self, work: impl FnOnce() + Send + 'static) -> ort::Result<Self::Thread> {
+        std::thread::Builder::new()
+            .name("ort-pool".into())
+            .spawn(move || {
+                crate::util::workers::adopt_current();
+                work()
+            })
+            .map_err(|e| ort::Error::new(format!("cannot start an ONNX Runtime pool thread: {e}")))
+    }
+
+    fn join(thread: Self::Thread) -> ort::Result<()> {
+        thread.join().map_err(|_| ort::Error::new("an ONNX Runtime pool thread panicked"))
+    }
 }
 
 /// Registers one provider, handing the builder back whether or not it worked.

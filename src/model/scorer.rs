@@ -386,6 +386,9 @@ impl Scorer {
         count: usize,
         times: &mut StageTimes,
     ) -> Result<ndarray::Array3<f32>, ScoreError> {
+        if self.provider == Provider::Cpu {
+            crate::util::workers::keep_adopted_off_caller();
+        }
         let started = Instant::now();
         let shape = [count, 3, self.height, self.width];
         let image = TensorRef::from_array_view((shape, data)).map_err(inference("backbone input"))?;

@@ -12,6 +12,10 @@
 //! call every helper's affinity leaves out the core the caller is on (within the cores the
 //! process may use; not at all where it may use only one).
 //!
+//! ONNX Runtime's own pool threads have the same problem. `model::runtime` has ONNX Runtime
+//! create them through [`adopt_current`], and [`keep_adopted_off_caller`] applies the same rule
+//! to them before a run on the shared pool.
+//!
 //! Helpers sleep on a condition variable between calls (no spinning: the cores belong to the
 //! next stage). One call uses them at a time; a second caller meanwhile (another model's
 //! scoring thread) gets scoped threads instead of waiting.
@@ -95,20 +99,8 @@ impl Workers {
 
     /// Sets `slot`'s helper to run anywhere it may except on core `caller`.
     fn keep_off(&self, slot: &Slot, caller: i32) {
-        let (Some(allowed), tid) = (self.allowed.as_ref(), slot.tid.load(Ordering::Acquire)) else { return };
-        if tid == 0 || caller < 0 || slot.kept_off.load(Ordering::Relaxed) == caller {
-            return;
-        }
-        let mut set = *allowed;
-        // SAFETY: `set` is a valid cpu_set_t and `caller` a core number sched_getcpu returned.
-        unsafe {
-            if !libc::CPU_ISSET(caller as usize, &set) || libc::CPU_COUNT(&set) < 2 {
-                return;
-            }
-            libc::CPU_CLR(caller as usize, &mut set);
-            if libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0 {
-                slot.kept_off.store(caller, Ordering::Relaxed);
-            }
+        if let Some(allowed) = self.allowed.as_ref() {
+            keep_off(allowed, slot.tid.load(Ordering::Acquire), &slot.kept_off, caller);
         }
     }
 
@@ -152,6 +144,52 @@ impl Workers {
             resume_unwind(panic);
         }
         assert!(!helper_panicked, "a CPU worker panicked");
+    }
+}
+
+/// Sets thread `tid` to run anywhere in `allowed` except on core `caller`, unless it already
+/// does (`kept_off`), or `caller` is unknown or the only core allowed.
+fn keep_off(allowed: &libc::cpu_set_t, tid: i32, kept_off: &AtomicI32, caller: i32) {
+    if tid == 0 || caller < 0 || kept_off.load(Ordering::Relaxed) == caller {
+        return;
+    }
+    let mut set = *allowed;
+    // SAFETY: `set` is a valid cpu_set_t and `caller` a core number sched_getcpu returned.
+    unsafe {
+        if !libc::CPU_ISSET(caller as usize, &set) || libc::CPU_COUNT(&set) < 2 {
+            return;
+        }
+        libc::CPU_CLR(caller as usize, &mut set);
+        if libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0 {
+            kept_off.store(caller, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Threads of another pool (ONNX Runtime's), registered by [`adopt_current`]: id and the core
+/// kept off.
+static ADOPTED: Mutex<Vec<(i32, AtomicI32)>> = Mutex::new(Vec::new());
+
+/// Registers the calling thread (a pool thread that some library created) so that
+/// [`keep_adopted_off_caller`] moves it off its caller's core.
+pub fn adopt_current() {
+    // SAFETY: no arguments.
+    let tid = unsafe { libc::gettid() };
+    ADOPTED.lock().unwrap_or_else(PoisonError::into_inner).push((tid, AtomicI32::new(-1)));
+}
+
+/// Lets every adopted thread wake anywhere but on the calling thread's core: call before
+/// handing work to their pool.
+pub fn keep_adopted_off_caller() {
+    let adopted = ADOPTED.lock().unwrap_or_else(PoisonError::into_inner);
+    if adopted.is_empty() {
+        return;
+    }
+    let Some(allowed) = global().allowed.as_ref() else { return };
+    // SAFETY: no arguments; -1 on failure, which `keep_off` ignores.
+    let caller = unsafe { libc::sched_getcpu() };
+    for (tid, kept_off) in adopted.iter() {
+        keep_off(allowed, *tid, kept_off, caller);
     }
 }
 
