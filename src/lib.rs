@@ -13,7 +13,8 @@
 //!        └─ edge per camera, capacity `cameras.X.queue` (4):
 //!             live: drop oldest + count · file: block
 //!             └─ scoring thread per model (owns the ONNX Runtime sessions):
-//!                  batch ≤ `models.X.batch` frames or ≤ `max_wait_ms`, round-robin over cameras;
+//!                  batch ≤ `models.X.batch` frames, ≤ `max_wait_ms`, or one from each camera,
+//!                  round-robin over cameras; a batch's frames side by side on one-thread lanes;
 //!                  view (ROI, tiles: one batch per frame; or letterbox) → backbone →
 //!                  descriptor + kNN → maps, blur → stitched at ROI resolution, ignore mask → score
 //!                  └─ channel (16, block) ──► decision thread:
