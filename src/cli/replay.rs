@@ -96,7 +96,11 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let publisher = match (&args.mqtt, &config) {
         (false, _) => None,
         (true, None) => bail!("--mqtt needs --config for the broker settings"),
-        (true, Some(c)) => Some(rt.block_on(async { start_replay_publisher(c) })?.0),
+        (true, Some(c)) => {
+            let publisher = rt.block_on(async { start_replay_publisher(c) })?.0;
+            wait_for_broker(&rt, &publisher, c);
+            Some(publisher)
+        }
     };
     let settings = settings(&args, config.as_ref(), inputs, publisher.as_ref().map(|p| p.handle()))?;
     let out: Box<dyn std::io::Write + Send> = match &args.out {
@@ -127,6 +131,31 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     }
     report(&summary, args.summary.as_ref())?;
     Ok(if summary.failed() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// How long replay waits for the broker before it starts scoring.
+const BROKER_WAIT: Duration = Duration::from_secs(5);
+
+/// Waits up to [`BROKER_WAIT`] for the broker, so that a fast replay publishes every alarm
+/// state as the daemon would: retained states are latest-value, and an alarm raised and cleared
+/// before the connection is up would only ever be published as cleared. Results and alarm
+/// events do not need this (they wait in the client queue and the outbox); a broker that stays
+/// away is reported and the replay goes on.
+fn wait_for_broker(rt: &tokio::runtime::Runtime, publisher: &MqttPublisher, c: &Config) {
+    let mut connected = publisher.handle().connected();
+    let up = rt.block_on(async {
+        tokio::time::timeout(BROKER_WAIT, connected.wait_for(|up| *up)).await.is_ok_and(|r| r.is_ok())
+    });
+    if !up {
+        eprintln!(
+            "warning: no MQTT connection to {}:{} after {} s; replaying anyway: results and alarms \
+             go out when it connects, and alarm states raised and cleared before then are published \
+             only as their latest value",
+            c.mqtt.host,
+            c.mqtt.port,
+            BROKER_WAIT.as_secs()
+        );
+    }
 }
 
 /// Publishes as node `{node}-replay` with its own client id and outbox: a replay must never
