@@ -51,6 +51,8 @@ struct Shared {
 /// The helper threads.
 pub struct Workers {
     shared: &'static Shared,
+    /// Helpers running: the first `started` slots.
+    started: usize,
     /// Held for the length of a call.
     busy: Mutex<()>,
     /// The cores this process may run on, at start.
@@ -88,13 +90,17 @@ impl Workers {
             .collect();
         let shared: &'static Shared =
             Box::leak(Box::new(Shared { slots, done: Mutex::new((0, false)), finished: Condvar::new() }));
-        for i in 0..helpers {
-            std::thread::Builder::new()
-                .name(format!("cpu-worker-{i}"))
-                .spawn(move || helper(shared, i))
-                .expect("cannot start a CPU worker thread");
-        }
-        Workers { shared, busy: Mutex::new(()), allowed: allowed_cores() }
+        // A helper that cannot be started (the system is out of threads) leaves fewer; calls
+        // that want more get scoped threads, as when the helpers are busy.
+        let started = (0..helpers)
+            .take_while(|&i| {
+                std::thread::Builder::new()
+                    .name(format!("cpu-worker-{i}"))
+                    .spawn(move || helper(shared, i))
+                    .is_ok()
+            })
+            .count();
+        Workers { shared, started, busy: Mutex::new(()), allowed: allowed_cores() }
     }
 
     /// Sets `slot`'s helper to run anywhere it may except on core `caller`.
@@ -110,7 +116,7 @@ impl Workers {
             return f();
         }
         let guard = match self.busy.try_lock() {
-            Ok(guard) if helpers <= self.shared.slots.len() => guard,
+            Ok(guard) if helpers <= self.started => guard,
             // Busy, or asked for more threads than there are cores: scoped threads.
             _ => {
                 return std::thread::scope(|scope| {
