@@ -136,11 +136,11 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
 /// How long replay waits for the broker before it starts scoring.
 const BROKER_WAIT: Duration = Duration::from_secs(5);
 
-/// Waits up to [`BROKER_WAIT`] for the broker, so that a fast replay publishes every alarm
-/// state as the daemon would: retained states are latest-value, and an alarm raised and cleared
-/// before the connection is up would only ever be published as cleared. Results and alarm
-/// events do not need this (they wait in the client queue and the outbox); a broker that stays
-/// away is reported and the replay goes on.
+/// Waits up to [`BROKER_WAIT`] for the broker, so that an unreachable broker is reported before
+/// the replay starts, and the states of the first frames are not all collapsed into one while
+/// the connection comes up (retained states are latest-value). Results and alarm events do not
+/// need this (they wait in the client queue and the outbox); a broker that stays away is
+/// reported and the replay goes on.
 fn wait_for_broker(rt: &tokio::runtime::Runtime, publisher: &MqttPublisher, c: &Config) {
     let mut connected = publisher.handle().connected();
     let up = rt.block_on(async {
