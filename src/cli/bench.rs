@@ -451,11 +451,9 @@ fn lane_models(
     let times = lanes
         .descriptors(&batch.data, b, (batch.height, batch.width), &mut phi)
         .map_err(|e| anyhow::anyhow!("{} failed: {}", e.stage, e.reason))?;
-    let wall = clock.elapsed();
-    let busy = (times.backbone + times.descriptor).as_secs_f64().max(1e-9);
-    let backbone = wall.mul_f64(times.backbone.as_secs_f64() / busy);
+    let (backbone, descriptor) = times.split(clock.elapsed());
     t.backbone += backbone;
-    t.descriptor += wall - backbone;
+    t.descriptor += descriptor;
 
     let clock = Instant::now();
     let mut nearest = ndarray::Array3::zeros((b, h * w, kernel.k()));

@@ -40,6 +40,17 @@ pub struct LaneTimes {
     pub descriptor: Duration,
 }
 
+impl LaneTimes {
+    /// `wall`, the lanes' elapsed time, split into backbone and descriptor in the proportion of
+    /// the lanes' summed times (they overlap, so only the wall time adds up per batch).
+    pub fn split(&self, wall: Duration) -> (Duration, Duration) {
+        let busy = (self.backbone + self.descriptor).as_secs_f64();
+        let share = if busy > 0.0 { self.backbone.as_secs_f64() / busy } else { 0.5 };
+        let backbone = wall.mul_f64(share);
+        (backbone, wall.saturating_sub(backbone))
+    }
+}
+
 /// What failed in a lane: the stage and ONNX Runtime's reason.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LaneError {
@@ -164,5 +175,21 @@ impl Lane {
         phi.copy_from_slice(values);
         times.descriptor += started.elapsed();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::LaneTimes;
+
+    #[test]
+    fn the_wall_time_is_split_as_the_lanes_spent_it() {
+        let ms = Duration::from_millis;
+        let t = LaneTimes { backbone: ms(6), descriptor: ms(2) };
+        let (backbone, descriptor) = t.split(ms(10));
+        assert_eq!((backbone.as_micros(), descriptor.as_micros()), (7500, 2500));
+        assert_eq!(LaneTimes::default().split(ms(4)), (ms(2), ms(2)), "no work timed: halves");
     }
 }

@@ -368,14 +368,12 @@ impl Scorer {
         let lane_times = lanes
             .descriptors(&batch.data, batch.count, (self.height, self.width), &mut phi)
             .map_err(|LaneError { stage, reason }| ScoreError::Inference { stage, reason })?;
-        let wall = started.elapsed();
-        let busy = (lane_times.backbone + lane_times.descriptor).as_secs_f64();
-        let backbone_share = if busy > 0.0 { lane_times.backbone.as_secs_f64() / busy } else { 0.5 };
-        let mut times = StageTimes { backbone: wall.mul_f64(backbone_share), ..StageTimes::default() };
+        let (backbone, descriptor) = lane_times.split(started.elapsed());
         let started = Instant::now();
         let topk =
             kernel_nearest(self.knn.as_ref().expect("lanes"), self.grid, &mut self.audit, &phi, batch.count);
-        times.descriptor_knn = wall - times.backbone + started.elapsed();
+        let times =
+            StageTimes { backbone, descriptor_knn: descriptor + started.elapsed(), ..StageTimes::default() };
         Ok((topk, times))
     }
 
