@@ -23,6 +23,7 @@ use crate::cfa::blur::GaussianBlur;
 use crate::cfa::descriptor::DescriptorWeights;
 use crate::cfa::graph::{self, GraphShape};
 use crate::cfa::knn::{Knn, KnnPrecision};
+use crate::cfa::position::PositionStats;
 use crate::cfa::{anomaly_map, preprocess};
 use crate::model::backbone;
 use crate::model::bundle::Bundle;
@@ -96,6 +97,8 @@ struct Subject {
     height: u32,
     sigma: f32,
     name: String,
+    /// The bundle's per-position statistics, applied as `Scorer::post` does.
+    position: Option<PositionStats>,
 }
 
 /// Milliseconds per image for each stage, for one batch size.
@@ -202,6 +205,7 @@ fn load_subject(args: &BenchArgs, runtime: &Runtime) -> anyhow::Result<Subject> 
             backbone_onnx: b.backbone_onnx,
             weights: b.weights,
             bank: b.bank,
+            position: b.position,
         });
     }
     let file = args.backbone.as_ref().expect("clap requires --model or --backbone");
@@ -221,6 +225,7 @@ fn load_subject(args: &BenchArgs, runtime: &Runtime) -> anyhow::Result<Subject> 
         height: args.size,
         sigma: 4.0,
         name: format!("{} (random descriptor)", desc.name),
+        position: None,
     })
 }
 
@@ -415,14 +420,7 @@ fn models(
         None => t.knn += graph_time,
     }
 
-    let clock = Instant::now();
-    let (h, w) = s.shape.grid;
-    for nearest in topk.axis_iter(Axis(0)) {
-        let patch = anomaly_map::patch_scores(nearest, h, w);
-        let map = anomaly_map::anomaly_map(patch.view(), s.height as usize, s.width as usize, blur);
-        std::hint::black_box(anomaly_map::image_score(map.view()));
-    }
-    t.post += clock.elapsed();
+    post(s, &topk, blur, t);
 
     let clock = Instant::now();
     let fused =
@@ -430,6 +428,22 @@ fn models(
     std::hint::black_box(fused["topk"].try_extract_array::<f32>()?.sum());
     t.fused += clock.elapsed();
     Ok(())
+}
+
+/// As `Scorer::post`: each image's patch scores, standardised where the bundle says so, the
+/// upsampled, blurred map and its maximum.
+fn post(s: &Subject, nearest: &ndarray::Array3<f32>, blur: &GaussianBlur, t: &mut Totals) {
+    let clock = Instant::now();
+    let (h, w) = s.shape.grid;
+    for one in nearest.axis_iter(Axis(0)) {
+        let mut patch = anomaly_map::patch_scores(one, h, w);
+        if let Some(position) = &s.position {
+            position.apply(&mut patch);
+        }
+        let map = anomaly_map::anomaly_map(patch.view(), s.height as usize, s.width as usize, blur);
+        std::hint::black_box(anomaly_map::image_score(map.view()));
+    }
+    t.post += clock.elapsed();
 }
 
 /// As `Scorer::nearest` with lanes: the batch's images side by side through backbone and
@@ -460,13 +474,7 @@ fn lane_models(
     kernel.nearest(&phi, b, h * w, nearest.as_slice_mut().expect("contiguous"), *threads);
     t.knn += clock.elapsed();
 
-    let clock = Instant::now();
-    for one in nearest.axis_iter(Axis(0)) {
-        let patch = anomaly_map::patch_scores(one, h, w);
-        let map = anomaly_map::anomaly_map(patch.view(), s.height as usize, s.width as usize, blur);
-        std::hint::black_box(anomaly_map::image_score(map.view()));
-    }
-    t.post += clock.elapsed();
+    post(s, &nearest, blur, t);
 
     // The graph paths for comparison, on one image, outside the totals above.
     let image_len = 3 * batch.height * batch.width;

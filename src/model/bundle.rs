@@ -15,10 +15,13 @@ use std::sync::Arc;
 
 use image::GrayImage;
 
-use super::manifest::{FileRef, FitKind, Manifest, ManifestProblem, ViewInfo};
+use super::manifest::{
+    FileRef, FitKind, Manifest, ManifestProblem, ViewInfo, FORMAT_VERSION, FORMAT_VERSION_PLAIN,
+};
 use super::tensors::{self, TensorFile, TensorFileError};
 use crate::cfa::descriptor::DescriptorWeights;
 use crate::cfa::graph::{self, GraphShape};
+use crate::cfa::position::PositionStats;
 use crate::view::{Fit, Rect, View};
 
 /// The manifest's file name inside a bundle.
@@ -57,6 +60,8 @@ pub struct Bundle {
     pub radius: Option<f32>,
     /// The view's ignore mask (0 or 255), hash-checked, when the view has one.
     pub mask: Option<GrayImage>,
+    /// Per-position patch-score statistics, when `[cfa] position_norm` is set.
+    pub position: Option<PositionStats>,
 }
 
 /// Hex sha256 of `bytes`.
@@ -87,6 +92,7 @@ impl Bundle {
         let weights_bytes = read_verified(dir, &manifest.weights.file, &manifest.weights.sha256)?;
         let weights_file = TensorFile::from_bytes(&dir.join(&manifest.weights.file), weights_bytes)?;
         let (weights, bank, radius) = load_weights(&weights_file, &manifest)?;
+        let position = load_position(dir, &weights_file, &manifest)?;
         let mask = load_mask(dir, &manifest)?;
         Ok(Bundle {
             dir: dir.to_path_buf(),
@@ -97,6 +103,7 @@ impl Bundle {
             bank,
             radius,
             mask,
+            position,
         })
     }
 
@@ -198,6 +205,26 @@ pub fn load_manifest(dir: &Path) -> Result<Manifest, BundleError> {
     Ok(manifest)
 }
 
+/// The position statistics `[cfa] position_norm` promises, checked; `None` without it.
+fn load_position(dir: &Path, file: &TensorFile, m: &Manifest) -> Result<Option<PositionStats>, BundleError> {
+    if !m.cfa.position_norm {
+        return Ok(None);
+    }
+    let (h, w) = m.input.patch_grid();
+    let get = |name| -> Result<Array2<f32>, BundleError> {
+        Ok(file.get_shaped(name, &[h, w])?.into_dimensionality::<Ix2>().expect("checked"))
+    };
+    let (mean, std) = (get("position.mean")?, get("position.std")?);
+    PositionStats::check(mean.view(), std.view()).map_err(|reason| BundleError::Invalid {
+        path: dir.join(&m.weights.file),
+        problem: ManifestProblem {
+            field: "position",
+            problem: format!("{reason}; the file is damaged: re-copy the bundle or retrain"),
+        },
+    })?;
+    Ok(Some(PositionStats { mean, std }))
+}
+
 fn load_weights(
     file: &TensorFile,
     m: &Manifest,
@@ -242,7 +269,8 @@ impl Bundle {
                 .encode();
         manifest.backbone.sha256 = sha256_hex(&backbone_onnx);
         manifest.descriptor.sha256 = sha256_hex(&descriptor_onnx);
-        manifest.weights.sha256 = sha256_hex(&tensors::to_bytes(&weight_tensors(&weights, &bank, radius)));
+        manifest.weights.sha256 =
+            sha256_hex(&tensors::to_bytes(&weight_tensors(&weights, &bank, radius, None)));
         manifest
             .validate()
             .map_err(|problem| BundleError::Invalid { path: dir.join(MANIFEST_FILE), problem })?;
@@ -255,14 +283,31 @@ impl Bundle {
             bank,
             radius,
             mask: None,
+            position: None,
         })
+    }
+
+    /// Stores per-position statistics (or removes them): sets `[cfa] position_norm`, the format
+    /// version an older inspectd refuses, and the weights file's hash.
+    pub fn set_position(&mut self, position: Option<PositionStats>) {
+        let m = &mut self.manifest;
+        m.cfa.position_norm = position.is_some();
+        m.format_version = if position.is_some() { FORMAT_VERSION } else { FORMAT_VERSION_PLAIN };
+        self.position = position;
+        let tensors = weight_tensors(&self.weights, &self.bank, self.radius, self.position.as_ref());
+        self.manifest.weights.sha256 = sha256_hex(&tensors::to_bytes(&tensors));
     }
 }
 
 /// Writes `bundle` to `bundle.dir` atomically (temporary sibling, then rename), replacing an
 /// existing bundle there. The manifest is written as it is now (thresholds included).
 pub fn write(bundle: &Bundle) -> Result<(), BundleError> {
-    let weights = tensors::to_bytes(&weight_tensors(&bundle.weights, &bundle.bank, bundle.radius));
+    let weights = tensors::to_bytes(&weight_tensors(
+        &bundle.weights,
+        &bundle.bank,
+        bundle.radius,
+        bundle.position.as_ref(),
+    ));
     let m = &bundle.manifest;
     let text = toml::to_string_pretty(m).expect("manifest serialises");
     let mask = bundle.mask.as_ref().map(encode_mask);
@@ -282,6 +327,7 @@ fn weight_tensors(
     weights: &DescriptorWeights,
     bank: &Array2<f32>,
     radius: Option<f32>,
+    position: Option<&PositionStats>,
 ) -> BTreeMap<String, ArrayD<f32>> {
     let mut map = BTreeMap::new();
     map.insert("descriptor.weight".to_string(), weights.weight.clone().into_dyn());
@@ -289,6 +335,10 @@ fn weight_tensors(
     map.insert("memory_bank".to_string(), bank.clone().into_dyn());
     if let Some(r) = radius {
         map.insert("radius".to_string(), Array1::from_elem(1, r).into_dyn());
+    }
+    if let Some(p) = position {
+        map.insert("position.mean".to_string(), p.mean.clone().into_dyn());
+        map.insert("position.std".to_string(), p.std.clone().into_dyn());
     }
     map
 }

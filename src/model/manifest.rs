@@ -9,7 +9,12 @@ use crate::cfa::preprocess::Normalisation;
 use crate::view::Rect;
 
 /// The manifest format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The format a bundle without position statistics is written in, so inspectd versions from
+/// before them still read it. Version 2 adds `[cfa] position_norm`, which an older inspectd must
+/// refuse rather than ignore: its thresholds are in standardised units.
+pub const FORMAT_VERSION_PLAIN: u32 = 1;
 
 /// The whole `model.toml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -155,6 +160,11 @@ pub struct CfaParams {
     pub descriptor_channels: usize,
     /// N, memory bank entries.
     pub memory_size: usize,
+    /// Patch scores are standardised per grid position (`cfa::position`) with the
+    /// `position.mean` and `position.std` tensors in the weights file. Absent (false) in
+    /// bundles from before it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub position_norm: bool,
 }
 
 /// How raw scores become verdicts and normalised scores (cfa.md §6).
@@ -258,6 +268,15 @@ impl Manifest {
         if c.sigma <= 0.0 || c.descriptor_channels == 0 {
             return problem("cfa", "sigma and descriptor_channels must be positive".into());
         }
+        if c.position_norm && self.format_version < 2 {
+            return problem(
+                "cfa.position_norm",
+                format!(
+                    "needs format_version 2 or later (this says {}); retrain the model",
+                    self.format_version
+                ),
+            );
+        }
         if let Some(v) = &self.view {
             let (w, h) = (self.input.width, self.input.height);
             if v.fit == FitKind::Tiles && v.overlap >= w.min(h) {
@@ -290,7 +309,7 @@ impl Manifest {
     ) -> Manifest {
         let file = |name: &str| FileRef { file: name.to_string(), sha256: String::new() };
         Manifest {
-            format_version: FORMAT_VERSION,
+            format_version: FORMAT_VERSION_PLAIN,
             model: ModelInfo {
                 id: id.to_string(),
                 created_at: crate::util::time::now_rfc3339(),

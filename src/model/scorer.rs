@@ -23,6 +23,7 @@ use crate::cfa::anomaly_map;
 use crate::cfa::blur::GaussianBlur;
 use crate::cfa::graph::{self, GraphShape};
 use crate::cfa::knn::{Knn, KnnPrecision};
+use crate::cfa::position::PositionStats;
 use crate::cfa::preprocess::{self, Normalisation};
 use crate::view::{Prepared, Rect, View, ViewError};
 
@@ -116,6 +117,8 @@ pub struct Scorer {
     grid: (usize, usize),
     blur: GaussianBlur,
     norm: Normalisation,
+    /// The bundle's per-position statistics, applied to every patch-score map.
+    position: Option<PositionStats>,
 }
 
 /// One frame's result through its view.
@@ -273,6 +276,7 @@ impl Scorer {
             grid: input.patch_grid(),
             blur: GaussianBlur::new(bundle.manifest.cfa.sigma),
             norm: input.normalisation(),
+            position: bundle.position.clone(),
         };
         scorer.score(&ImageBatch::zeros(1, scorer.height, scorer.width))?;
         if let Some(n) = scorer.lanes.as_ref().map(Lanes::len) {
@@ -457,10 +461,21 @@ impl Scorer {
         Ok((out, times))
     }
 
+    /// Each image's raw patch scores `[h, w]`, before the bundle's position statistics: what
+    /// training fits them on.
+    pub fn raw_patch_scores(&mut self, batch: &ImageBatch) -> Result<Vec<Array2<f32>>, ScoreError> {
+        let (topk, _) = self.nearest(batch)?;
+        let (h, w) = self.grid;
+        Ok(topk.axis_iter(Axis(0)).map(|nearest| anomaly_map::patch_scores(nearest, h, w)).collect())
+    }
+
     /// Anomaly map and score from one image's nearest distances.
     pub fn post(&self, nearest: ArrayView2<f32>) -> Scored {
         let (h, w) = self.grid;
-        let patch = anomaly_map::patch_scores(nearest, h, w);
+        let mut patch = anomaly_map::patch_scores(nearest, h, w);
+        if let Some(position) = &self.position {
+            position.apply(&mut patch);
+        }
         let map = anomaly_map::anomaly_map(patch.view(), self.height, self.width, &self.blur);
         Scored { score: anomaly_map::image_score(map.view()), map }
     }

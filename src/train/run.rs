@@ -315,6 +315,7 @@ fn cfa_params(s: &TrainSettings, fitted: &super::fit::Fitted) -> CfaParams {
         sigma: s.sigma,
         descriptor_channels: fitted.bank.nrows(),
         memory_size: fitted.bank.ncols(),
+        position_norm: false,
     }
 }
 

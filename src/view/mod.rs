@@ -11,8 +11,9 @@
 //!   before the view was stored work this way, so they score exactly as they always did.
 //!
 //! The stitched map has the ROI's size. An optional ignore mask at ROI resolution (white =
-//! inspect, black = ignore) zeroes the map where it is black, before the score and the regions,
-//! so a serial number or a moving fixture never raises an alarm. Regions found on the map are
+//! inspect, black = ignore) zeroes the map where it is black (or lowers it to the map's
+//! minimum, where standardised scores run below zero), before the score and the regions, so a
+//! serial number or a moving fixture never raises an alarm. Regions found on the map are
 //! moved into sensor pixels by the ROI's corner (`Region::offset`).
 //!
 //! Train, eval, score, replay and the daemon all go through [`View::prepare`] and
@@ -257,11 +258,13 @@ fn resize_map(map: ArrayView2<f32>, (height, width): (usize, usize)) -> Array2<f
     crate::cfa::resize::resize_bilinear(planar.view(), height, width).index_axis_move(Axis(0), 0)
 }
 
-/// Zeroes the map where the mask is black.
+/// Zeroes the map where the mask is black, or sets it to the map's lowest value where that is
+/// below zero (standardised maps), so an ignored pixel can never set the image score.
 pub fn apply_mask(map: &mut Array2<f32>, mask: &GrayImage) {
+    let floor = map.iter().fold(0.0f32, |low, &v| low.min(v));
     for ((y, x), v) in map.indexed_iter_mut() {
         if mask.get_pixel(x as u32, y as u32).0[0] == 0 {
-            *v = 0.0;
+            *v = floor;
         }
     }
 }
@@ -368,6 +371,10 @@ mod tests {
         let view = View { mask: Some(Arc::new(mask)), ..View::stretch((64, 64)) };
         let out = view.assemble(Rect::whole(64, 64), &[Array2::from_elem((64, 64), 1.0).view()]);
         assert_eq!((out[(4, 3)], out[(3, 4)]), (0.0, 1.0));
+        // A standardised map runs below zero on good parts: the ignored pixel must not be the
+        // maximum then either.
+        let out = view.assemble(Rect::whole(64, 64), &[Array2::from_elem((64, 64), -1.5).view()]);
+        assert_eq!((out[(4, 3)], out[(3, 4)]), (-1.5, -1.5));
         assert!(matches!(view.check((80, 64)), Err(ViewError::MaskSize { .. })));
     }
 
