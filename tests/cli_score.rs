@@ -47,6 +47,7 @@ fn fixture() -> &'static (PathBuf, PathBuf) {
             },
             select: None,
             sigma: 4.0,
+            position_norm: true,
             holdout: 0.25,
             calibration: NormalCalibration::default(),
             validation: None,
@@ -130,7 +131,7 @@ fn a_tampered_bundle_names_the_file_and_the_problem() {
     let future = copy_bundle(model, "future");
     let manifest = future.join("model.toml");
     let text =
-        std::fs::read_to_string(&manifest).unwrap().replace("format_version = 1", "format_version = 9");
+        std::fs::read_to_string(&manifest).unwrap().replace("format_version = 2", "format_version = 9");
     std::fs::write(&manifest, text).unwrap();
     let err =
         String::from_utf8_lossy(&inspectd(&["score", "--model", future.to_str().unwrap(), image]).stderr)
@@ -153,6 +154,61 @@ fn wrong_shapes_in_the_weights_are_named() {
         err.contains("memory_bank") && err.contains("[176, 1024]") && err.contains("weights.safetensors"),
         "{err}"
     );
+}
+
+#[test]
+fn position_statistics_are_stored_applied_and_checked() {
+    use inspectd::cfa::anomaly_map;
+    use inspectd::cfa::blur::GaussianBlur;
+    use inspectd::cfa::preprocess::Normalisation;
+    use inspectd::model::bundle::{self, Bundle};
+    use inspectd::model::scorer::{ImageBatch, Scorer};
+    let (model, data) = fixture();
+    let text = std::fs::read_to_string(model.join("model.toml")).unwrap();
+    assert!(text.contains("format_version = 2") && text.contains("position_norm = true"), "{text}");
+    let bundle = Bundle::load(model).unwrap();
+    let stats = bundle.position.clone().expect("trained with position statistics");
+    assert_eq!(stats.grid(), (32, 32));
+    // Positions score differently on good images (the washer's middle, its rim, the corners).
+    let (low, high) = stats.mean.iter().fold((f32::MAX, f32::MIN), |(l, h), &m| (l.min(m), h.max(m)));
+    assert!(high > 1.1 * low, "position means from {low} to {high}");
+    assert!(stats.std.iter().all(|s| s.is_finite() && *s > 0.0));
+
+    // Every map the scorer returns is the standardised one.
+    let rt = Runtime::init(RuntimeSettings::default()).unwrap();
+    let mut scorer = Scorer::new(&rt, &bundle).unwrap();
+    let image = image::open(data.join("test/good/000.png")).unwrap().to_rgb8();
+    let batch = ImageBatch::from_images(&[image], 128, 128, &Normalisation::IMAGENET);
+    let mut patch = scorer.raw_patch_scores(&batch).unwrap().remove(0);
+    stats.apply(&mut patch);
+    let want =
+        anomaly_map::anomaly_map(patch.view(), 128, 128, &GaussianBlur::new(bundle.manifest.cfa.sigma));
+    let (got, _) = scorer.score(&batch).unwrap();
+    let worst = got[0].map.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(worst < 1e-4, "maps differ by up to {worst}");
+
+    // An older format cannot carry them: the manifest check says which field and the fix.
+    let old = copy_bundle(model, "position-old-format");
+    let manifest = old.join("model.toml");
+    std::fs::write(&manifest, text.replace("format_version = 2", "format_version = 1")).unwrap();
+    let err = Bundle::load(&old).unwrap_err().to_string();
+    assert!(err.contains("cfa.position_norm") && err.contains("retrain"), "{err}");
+
+    // A manifest that promises statistics the weights file lacks names the missing tensor.
+    let mut plain = bundle.clone();
+    plain.dir = model.parent().unwrap().join("position-missing");
+    plain.set_position(None);
+    bundle::write(&plain).unwrap();
+    let manifest = plain.dir.join("model.toml");
+    let plain_text = std::fs::read_to_string(&manifest).unwrap();
+    assert!(plain_text.contains("format_version = 1") && !plain_text.contains("position_norm"));
+    assert!(Bundle::load(&plain.dir).unwrap().position.is_none(), "a plain bundle loads without them");
+    let promised = plain_text
+        .replace("format_version = 1", "format_version = 2")
+        .replace("memory_size = 1024", "memory_size = 1024\nposition_norm = true");
+    std::fs::write(&manifest, promised).unwrap();
+    let err = Bundle::load(&plain.dir).unwrap_err().to_string();
+    assert!(err.contains("position.mean") && err.contains("weights.safetensors"), "{err}");
 }
 
 #[test]

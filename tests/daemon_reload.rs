@@ -182,6 +182,7 @@ fn retrain(out: &Path, seed: u64, view: Option<inspectd::train::run::ViewRequest
         },
         select: None,
         sigma: 4.0,
+        position_norm: true,
         holdout: 0.25,
         calibration: NormalCalibration::default(),
         validation: None,

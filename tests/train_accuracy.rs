@@ -40,6 +40,7 @@ fn settings(data: &Path, out: &Path, epochs: usize, seed: u64) -> TrainSettings 
         fit: FitConfig { epochs, seed, batch: 4, radius_mode: RadiusMode::Trainable, ..FitConfig::default() },
         select: None,
         sigma: 4.0,
+        position_norm: true,
         holdout: 0.2,
         calibration: NormalCalibration::default(),
         validation: None,

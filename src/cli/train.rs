@@ -101,6 +101,10 @@ pub struct TrainArgs {
     /// Anomaly map blur sigma.
     #[arg(long, default_value_t = 4.0)]
     pub sigma: f32,
+    /// Keep raw patch scores instead of standardising each grid position by its mean and
+    /// spread on the training images (README "Choosing the recipe").
+    #[arg(long)]
+    pub no_position_norm: bool,
     /// Fraction of good images held out to calibrate the threshold (never trained on).
     #[arg(long, default_value_t = 0.2)]
     pub holdout: f32,
@@ -218,6 +222,7 @@ impl TrainArgs {
             select: (!self.no_select)
                 .then_some(Selection { max_epochs: self.epochs, patience: self.patience }),
             sigma: self.sigma,
+            position_norm: !self.no_position_norm,
             holdout: self.holdout,
             calibration: NormalCalibration {
                 quantile: self.calibration_quantile,
@@ -305,6 +310,13 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         None if args.no_select => eprintln!("  kept the last epoch (--no-select)"),
         None => eprintln!("  kept the last epoch (fewer than 2 held-out images: no validation set)"),
     }
+    match report.position_norm {
+        true => eprintln!(
+            "  scores: standardised per patch position on the {} training images",
+            report.train_images
+        ),
+        false => eprintln!("  scores: raw patch scores (--no-position-norm)"),
+    }
     match (report.threshold, &report.threshold_method) {
         (Some(t), Some(m)) => eprintln!("  threshold: {t:.4} ({m})"),
         _ => eprintln!("  threshold: none (no held-out images: use --holdout > 0 or --validation)"),
@@ -340,6 +352,10 @@ fn progress(bar: &ProgressBar, epochs: usize, event: TrainEvent) {
                 record.epoch, record.loss, record.image_auroc, record.pixel_auroc, best.image_auroc, best.epoch
             );
             print_line(bar, line);
+        }
+        TrainEvent::Positions { images } => {
+            bar.set_style(style("{msg}"));
+            bar.set_message(format!("per-position statistics of {images} training images"));
         }
         TrainEvent::Calibrating { images } => {
             bar.set_style(style("{msg}"));

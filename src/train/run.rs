@@ -11,6 +11,7 @@ use super::features::FeatureCache;
 use super::fit::{BankInput, FitConfig, StepProgress, Trainer};
 use super::frames::{check_memory, health_images, model_inputs, training_view, view_info};
 use super::select::{self, EpochRecord, SelectEvent, Selected, Selection, Validation};
+use crate::cfa::position::PositionStats;
 use crate::cfa::preprocess;
 use crate::input::images::{self, ImageError};
 use crate::input::mvtec;
@@ -18,7 +19,7 @@ use crate::model::backbone::{self, BackboneError};
 use crate::model::bundle::{self, Bundle, BundleError};
 use crate::model::manifest::{CfaParams, InputInfo, Manifest, Provenance};
 use crate::model::runtime::Runtime;
-use crate::model::scorer::{ScoreError, Scorer};
+use crate::model::scorer::{ImageBatch, ScoreError, Scorer};
 use crate::util::rng::SplitMix64;
 use crate::view::{Rect, View};
 
@@ -38,6 +39,9 @@ pub struct TrainSettings {
     /// early); `None` trains exactly `fit.epochs` epochs.
     pub select: Option<Selection>,
     pub sigma: f32,
+    /// Standardise patch scores per grid position with statistics of the training images
+    /// (`cfa::position`); thresholds are then calibrated on the standardised maps.
+    pub position_norm: bool,
     /// Fraction of the good images held out (never trained on) to calibrate the threshold.
     pub holdout: f32,
     pub calibration: NormalCalibration,
@@ -104,6 +108,10 @@ pub enum TrainEvent {
         record: EpochRecord,
         best: EpochRecord,
     },
+    /// Scoring the training inputs for the per-position statistics.
+    Positions {
+        images: usize,
+    },
     Calibrating {
         images: usize,
     },
@@ -124,6 +132,8 @@ pub struct TrainReport {
     pub selected: Option<Selected>,
     pub threshold: Option<f32>,
     pub threshold_method: Option<String>,
+    /// Patch scores are standardised per position (`cfa::position`).
+    pub position_norm: bool,
     pub elapsed_s: f32,
 }
 
@@ -220,6 +230,10 @@ pub fn train(
     if let Some((info, mask)) = view.as_ref().map(|v| view_info(v, &train_frames)) {
         bundle.set_view(info, mask);
     }
+    if s.position_norm {
+        on(TrainEvent::Positions { images: train_set.len() });
+        bundle.set_position(position_stats(runtime, &bundle, &train_set)?);
+    }
     on(TrainEvent::Calibrating { images: holdout_frames.len() });
     bundle.manifest.threshold = calibrate_bundle(runtime, &bundle, &holdout_frames, s)?;
     let focus_frames = if holdout_frames.is_empty() { &train_frames } else { &holdout_frames };
@@ -252,6 +266,7 @@ pub fn train(
         selected,
         threshold: threshold.map(|t| t.image),
         threshold_method: threshold.map(|t| t.method.clone()),
+        position_norm: bundle.position.is_some(),
         elapsed_s: started.elapsed().as_secs_f32(),
     })
 }
@@ -456,6 +471,24 @@ fn calibrate_bundle(
     }
     let scores = score_all(&mut scorer, &view, holdout)?;
     Ok(calibrate::from_normal(&scores, s.calibration))
+}
+
+/// Per-position statistics of the raw patch scores of the images the bank was built from
+/// (model inputs: tiles, where the view tiles), with the new model.
+fn position_stats(
+    runtime: &Runtime,
+    bundle: &Bundle,
+    inputs: &[RgbImage],
+) -> Result<Option<PositionStats>, TrainError> {
+    let mut scorer = Scorer::new(runtime, bundle)?;
+    let m = &bundle.manifest.input;
+    let norm = m.normalisation();
+    let mut maps = Vec::with_capacity(inputs.len());
+    for chunk in inputs.chunks(8) {
+        let batch = ImageBatch::from_images(chunk, m.width, m.height, &norm);
+        maps.extend(scorer.raw_patch_scores(&batch)?);
+    }
+    Ok(PositionStats::fit(&maps))
 }
 
 /// Whole-frame scores through the bundle's view, as the daemon will compute them.

@@ -55,6 +55,7 @@ pub fn washer_model() -> &'static Path {
             },
             select: None,
             sigma: 4.0,
+            position_norm: true,
             holdout: 0.25,
             calibration: NormalCalibration::default(),
             validation: Some(data),
