@@ -315,7 +315,10 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
             "  scores: standardised per patch position on the {} training images",
             report.train_images
         ),
-        false => eprintln!("  scores: raw patch scores (--no-position-norm)"),
+        false if args.no_position_norm => eprintln!("  scores: raw patch scores (--no-position-norm)"),
+        false => {
+            eprintln!("  scores: raw patch scores (per-position statistics need 2 or more training images)")
+        }
     }
     match (report.threshold, &report.threshold_method) {
         (Some(t), Some(m)) => eprintln!("  threshold: {t:.4} ({m})"),
