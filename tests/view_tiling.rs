@@ -234,7 +234,20 @@ fn an_ignored_defect_raises_nothing_and_the_same_defect_not_ignored_raises_an_al
         })
         .expect("an NG defect frame");
     let frames = repeated(&root.join("frames"), &f.data.join(format!("test/small/{index:03}.png")), 6);
-    let open = replay(&root, "open", &f.tiled, &frames, "");
+    // A polygon 40 px around the defect's region, in sensor pixels.
+    let r = &line["regions"][0];
+    let (x, y, w, h) = [&r["x"], &r["y"], &r["w"], &r["h"]].map(|v| v.as_f64().unwrap()).into();
+    let (x0, y0, x1, y1) = (x - 40.0, y - 40.0, x + w + 40.0, y + h + 40.0);
+    let ignore = format!("ignore = [[[{x0}, {y0}], [{x1}, {y0}], [{x1}, {y1}], [{x0}, {y1}]]]");
+    // Ignoring the strongest region lowers the frame's score below the defect's. The camera's
+    // threshold is set between the two: what this test is about is the polygon, not a
+    // threshold calibrated on the fixture's 2 held-out frames.
+    let probe = replay(&root, "probe", &f.tiled, &frames, &ignore);
+    let (open_score, masked_score) =
+        (line["score"].as_f64().unwrap(), probe["scores"]["max"].as_f64().unwrap());
+    assert!(masked_score < open_score, "ignored, the defect no longer sets the score: {probe}");
+    let threshold = format!("threshold = {}", (open_score + masked_score) / 2.0);
+    let open = replay(&root, "open", &f.tiled, &frames, &threshold);
     // The annotated recording of a model with a view is at the frames' own size.
     let video = root.join("open.mkv");
     let c = root.join("open.toml");
@@ -247,12 +260,7 @@ fn an_ignored_defect_raises_nothing_and_the_same_defect_not_ignored_raises_an_al
         open["inputs"][0]["alarms"].as_u64().unwrap() >= 1,
         "not ignored, the defect raises an alarm: {open}"
     );
-    // A polygon 40 px around the defect's region, in sensor pixels.
-    let r = &line["regions"][0];
-    let (x, y, w, h) = [&r["x"], &r["y"], &r["w"], &r["h"]].map(|v| v.as_f64().unwrap()).into();
-    let (x0, y0, x1, y1) = (x - 40.0, y - 40.0, x + w + 40.0, y + h + 40.0);
-    let ignore = format!("ignore = [[[{x0}, {y0}], [{x1}, {y0}], [{x1}, {y1}], [{x0}, {y1}]]]");
-    let masked = replay(&root, "masked", &f.tiled, &frames, &ignore);
+    let masked = replay(&root, "masked", &f.tiled, &frames, &format!("{ignore}\n{threshold}"));
     assert_eq!(masked["inputs"][0]["alarms"], 0, "ignored, it raises nothing: {masked}");
     assert_eq!(masked["inputs"][0]["ng"], 0, "{masked}");
 }
@@ -279,30 +287,38 @@ fn a_training_mask_is_stored_in_the_bundle_and_hides_what_it_covers() {
     inspectd(&[&args[..], &more[..]].concat());
     let manifest = std::fs::read_to_string(model.join("model.toml")).unwrap();
     assert!(manifest.contains("mask.png") && model.join("mask.png").is_file(), "{manifest}");
-    // A bright blot on the ignored half: score and regions never see it.
-    let mut frame = image::open(f.data.join("test/good/000.png")).unwrap().to_rgb8();
-    for y in 150..170 {
-        for x in 380..400 {
-            frame.put_pixel(x, y, image::Rgb([255, 255, 255]));
+    // A bright blot on the ignored half: score and regions never see it. (Compared with the
+    // plain frame, not with the threshold, which 2 held-out frames calibrate loosely.)
+    let score = |frame: &image::RgbImage| {
+        let path = root.join("frame.png");
+        frame.save(&path).unwrap();
+        let out = inspectd(&["score", "--model", model.to_str().unwrap(), path.to_str().unwrap()]);
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let plain = image::open(f.data.join("test/good/000.png")).unwrap().to_rgb8();
+    let with_blot = |x0: u32| {
+        let mut frame = plain.clone();
+        for y in 150..170 {
+            for x in x0..x0 + 20 {
+                frame.put_pixel(x, y, image::Rgb([255, 255, 255]));
+            }
         }
-    }
-    let blot = root.join("blot.png");
-    frame.save(&blot).unwrap();
-    let out = inspectd(&["score", "--model", model.to_str().unwrap(), blot.to_str().unwrap()]);
-    let line: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(line["verdict"], "OK", "{line}");
-    assert_eq!(line["regions"], serde_json::json!([]));
-    // The same blot on the inspected half is found.
-    let mut frame = image::open(f.data.join("test/good/000.png")).unwrap().to_rgb8();
-    for y in 150..170 {
-        for x in 120..140 {
-            frame.put_pixel(x, y, image::Rgb([255, 255, 255]));
-        }
-    }
-    frame.save(&blot).unwrap();
-    let out = inspectd(&["score", "--model", model.to_str().unwrap(), blot.to_str().unwrap()]);
-    let line: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(line["verdict"], "NG", "{line}");
+        frame
+    };
+    let (plain_line, hidden) = (score(&plain), score(&with_blot(380)));
+    assert_eq!(hidden["score"], plain_line["score"], "{hidden}");
+    assert_eq!(hidden["regions"], plain_line["regions"], "{hidden}");
+    let regions = hidden["regions"].as_array().unwrap();
+    assert!(regions.iter().all(|r| r["x"].as_u64().unwrap() < 256), "a region on the ignored half: {hidden}");
+    // The same blot on the inspected half is found: a higher score, and a region on it.
+    let seen = score(&with_blot(120));
+    assert!(seen["score"].as_f64().unwrap() > plain_line["score"].as_f64().unwrap(), "{seen}");
+    let on_blot = |r: &Value| {
+        let (x, y, w, h) = [&r["x"], &r["y"], &r["w"], &r["h"]].map(|v| v.as_u64().unwrap()).into();
+        x < 140 && x + w > 120 && y < 170 && y + h > 150
+    };
+    assert_eq!(seen["verdict"], "NG", "{seen}");
+    assert!(seen["regions"].as_array().unwrap().iter().any(on_blot), "no region on the blot: {seen}");
     // A frame of another size is refused, naming both sizes.
     let small = root.join("small.png");
     image::RgbImage::new(640, 480).save(&small).unwrap();
