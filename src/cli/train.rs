@@ -272,6 +272,9 @@ impl TrainArgs {
     }
 }
 
+/// Fewer held-out images than this make a threshold worth a warning.
+const FEW_HELD_OUT: usize = 10;
+
 pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(
         args.k >= 1 && args.batch >= 1 && args.epochs >= 1,
@@ -321,7 +324,16 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         }
     }
     match (report.threshold, &report.threshold_method) {
-        (Some(t), Some(m)) => eprintln!("  threshold: {t:.4} ({m})"),
+        (Some(t), Some(m)) => {
+            eprintln!("  threshold: {t:.4} ({m})");
+            if args.validation.is_none() && report.holdout_images < FEW_HELD_OUT {
+                eprintln!(
+                    "  warning: a threshold from {} held-out images is a rough one and may call good parts NG; \
+                     train on more good images, raise --holdout, or calibrate with --validation",
+                    report.holdout_images
+                );
+            }
+        }
         _ => eprintln!("  threshold: none (no held-out images: use --holdout > 0 or --validation)"),
     }
     Ok(ExitCode::SUCCESS)
