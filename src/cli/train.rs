@@ -102,7 +102,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 4.0)]
     pub sigma: f32,
     /// Keep raw patch scores instead of standardising each grid position by its mean and
-    /// spread on the training images (README "Choosing the recipe").
+    /// spread on the training images (README "Algorithm notes").
     #[arg(long)]
     pub no_position_norm: bool,
     /// Fraction of good images held out to calibrate the threshold (never trained on).
