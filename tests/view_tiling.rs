@@ -366,4 +366,9 @@ fn check_config_refuses_a_camera_roi_or_polygon_that_cannot_work() {
         "roi = { x = 100, y = 50, width = 800, height = 600 }\nignore = [[[110, 60], [200, 60], [200, 90]]]",
     );
     assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("warning"), "{err}");
+    // A threshold no good part of this model scores under is a warning, not a refusal.
+    let (code, err) = check("low", "threshold = 0.001");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("warning: cameras.line.threshold") && err.contains("below the median"), "{err}");
 }

@@ -34,6 +34,7 @@ pub fn check(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let mut bad = 0;
     let mut views = std::collections::HashMap::new();
+    let mut calibrations = std::collections::HashMap::new();
     for (name, m) in &settings.models {
         match Bundle::load(&m.path) {
             Ok(b) => {
@@ -44,6 +45,7 @@ pub fn check(args: RunArgs) -> anyhow::Result<ExitCode> {
                     b.manifest.threshold.as_ref().map(|t| t.image)
                 );
                 views.insert(name.clone(), b.view(None));
+                calibrations.insert(name.clone(), b.manifest.threshold.clone());
             }
             Err(e) => {
                 bad += 1;
@@ -57,6 +59,19 @@ pub fn check(args: RunArgs) -> anyhow::Result<ExitCode> {
         if let Err(e) = crate::service::check_camera_view(id, &cam.config.model, view, &cam.config) {
             bad += 1;
             eprintln!("error: {e}");
+        }
+    }
+    // A configured threshold far from where its model puts good parts (a warning: the daemon
+    // starts with it).
+    for (id, cam) in &settings.cameras {
+        let (Some(t), Some(Some(cal))) = (cam.config.threshold, calibrations.get(&cam.config.model)) else {
+            continue;
+        };
+        if let Some(why) = crate::decision::off_scale(t, cal) {
+            eprintln!(
+                "warning: cameras.{id}.threshold: {why}; {}",
+                crate::decision::threshold::OFF_SCALE_FIX
+            );
         }
     }
     if bad > 0 {

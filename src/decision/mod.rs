@@ -19,7 +19,8 @@ pub use event::{AlarmEvent, AlarmKind, AlarmState};
 pub use health::{FrameHealth, Unusable};
 pub use regions::{regions, MAX_REGIONS};
 pub use threshold::{
-    RuntimeThreshold, ThresholdChange, ThresholdLayers, ThresholdRequest, ThresholdSource, ThresholdState,
+    off_scale, RuntimeThreshold, ThresholdChange, ThresholdLayers, ThresholdRequest, ThresholdSource,
+    ThresholdState,
 };
 
 /// The threshold precedence, in one place for the daemon, reload and replay: a configured

@@ -105,6 +105,22 @@ impl ThresholdLayers {
         }
     }
 
+    /// Why the threshold in force looks set for another model's scale, when a configured or
+    /// raw runtime threshold sits outside where the model's calibration puts good parts.
+    /// A sensitivity follows the calibration, so it never is. The warning names the layer
+    /// and says what to do.
+    pub fn off_scale(&self, camera: &str) -> Option<String> {
+        let (threshold, _) = self.current();
+        let layer = match (&self.runtime, self.config) {
+            (Some(r), _) if r.sensitivity.is_some() => return None,
+            (Some(r), _) => format!("camera {camera}: the runtime threshold set by {}", r.set_by),
+            (None, Some(_)) => format!("cameras.{camera}.threshold"),
+            (None, None) => return None,
+        };
+        let why = off_scale(threshold, self.calibration.as_ref()?)?;
+        Some(format!("{layer}: {why}; {OFF_SCALE_FIX}"))
+    }
+
     /// The model's threshold and calibration statistics.
     pub fn model(&self) -> (f32, Option<&Calibration>) {
         (self.model, self.calibration.as_ref())
@@ -220,6 +236,37 @@ fn check_raw(t: f32) -> Result<(), String> {
     }
 }
 
+/// Spreads of the good calibration scores above their maximum beyond which a threshold
+/// looks set for another scale (a defect would have to score that far out to be NG).
+const FAR_ABOVE_SPREADS: f32 = 10.0;
+
+/// Why `threshold` cannot be meant for the model `calibration` describes: below the median of
+/// its good calibration images (about half of good parts NG), or far above their maximum (only
+/// gross defects NG). `None` when it is plausible, or the calibration has too few images.
+pub fn off_scale(threshold: f32, calibration: &Calibration) -> Option<String> {
+    let s = &calibration.stats;
+    if s.count < 2 {
+        return None;
+    }
+    let scale = format!(
+        "the model's good calibration images score {:.3} to {:.3} (median {:.3}; calibrated threshold {:.3})",
+        s.min, s.max, s.p50, calibration.image
+    );
+    if threshold < s.p50 {
+        return Some(format!("threshold {threshold} is below the median good score, so about half of good parts or more will be NG: {scale}"));
+    }
+    let spread = (s.max - s.p50).max(s.std).max(f32::EPSILON);
+    if threshold > s.max + FAR_ABOVE_SPREADS * spread {
+        return Some(format!(
+            "threshold {threshold} is far above every good score, so subtle defects will pass: {scale}"
+        ));
+    }
+    None
+}
+
+/// What to do about an off-scale threshold (the end of the warning).
+pub const OFF_SCALE_FIX: &str = "a threshold set for an earlier model does not carry over to a retrained one (each model scores on its own scale): remove it to use the calibrated threshold, or set it again from this model's scores";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,5 +338,25 @@ mod tests {
         let mut l = ThresholdLayers::new(2.0, Some(2.0));
         let err = l.apply(&ThresholdChange::Sensitivity(0.6), "ui", "t").expect_err("refused");
         assert!(err.contains("raw"), "{err}");
+    }
+
+    #[test]
+    fn a_threshold_off_the_models_scale_is_named_with_its_layer() {
+        // Good calibration scores 1..3, median 2: a threshold under 2 flags half the good parts;
+        // one above 3 + 10 · max(3 − 2, 0.5) = 13 passes all but gross defects.
+        let cal = calibration();
+        assert_eq!(off_scale(2.5, &cal), None);
+        assert_eq!(off_scale(12.0, &cal), None);
+        assert!(off_scale(1.5, &cal).is_some_and(|w| w.contains("below the median") && w.contains("3.200")));
+        assert!(off_scale(14.0, &cal).is_some_and(|w| w.contains("far above")));
+        let mut l = layers();
+        assert_eq!(l.off_scale("cam1"), None, "the calibrated threshold is never off scale");
+        l.set_config(Some(1.0));
+        let w = l.off_scale("cam1").expect("config below the median");
+        assert!(w.contains("cameras.cam1.threshold") && w.contains("retrained"), "{w}");
+        l.apply(&ThresholdChange::Raw(20.0), "plc", "t").unwrap();
+        assert!(l.off_scale("cam1").is_some_and(|w| w.contains("runtime threshold set by plc")));
+        l.apply(&ThresholdChange::Sensitivity(0.9), "ui", "t").unwrap();
+        assert_eq!(l.off_scale("cam1"), None, "a sensitivity follows the calibration");
     }
 }

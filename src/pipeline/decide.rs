@@ -101,7 +101,10 @@ impl DecisionStage {
             match cam.decision.thresholds_mut().restore(saved.clone()) {
                 Ok(()) => {
                     info!(camera = %camera, threshold = cam.decision.threshold(), set_by = %saved.set_by,
-                    "Runtime threshold restored from the state directory.")
+                    "Runtime threshold restored from the state directory.");
+                    if let Some(why) = cam.decision.thresholds().off_scale(camera) {
+                        warn!("{why}");
+                    }
                 }
                 Err(e) => warn!(camera = %camera, "Saved runtime threshold ignored: {e}"),
             }
@@ -277,6 +280,9 @@ impl DecisionStage {
             match d.set_model(model, calibration).and_then(|()| d.set_threshold_override(configured)) {
                 Ok(()) => info!(camera, threshold = d.threshold(), "Threshold updated by reload."),
                 Err(e) => warn!(camera, "Threshold not updated: {e}"),
+            }
+            if let Some(why) = d.thresholds().off_scale(camera) {
+                warn!("{why}");
             }
             self.outputs.publish_threshold_state(camera, &d.thresholds().state());
         }

@@ -32,6 +32,9 @@ pub(crate) fn camera_outputs(
         .and_then(|d| d.with_threshold_override(configured))
         .map(|d| d.with_calibration(model.identity.threshold.clone()))
         .map_err(|e| DaemonError::Camera { camera: id.to_string(), reason: e.to_string() })?;
+    if let Some(why) = decision.thresholds().off_scale(id) {
+        tracing::warn!("{why}");
+    }
     let health = &cam.health;
     let focus = model.bundle.manifest.focus.as_ref().map(|f| f.median);
     if health.enabled && health.min_focus_ratio > 0.0 && focus.is_none() {
