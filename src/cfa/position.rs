@@ -29,6 +29,11 @@ impl PositionStats {
     /// Statistics of `maps` (raw patch scores of good images, all `[h, w]`). `None` with fewer
     /// than two maps, or maps of different shapes.
     pub fn fit(maps: &[Array2<f32>]) -> Option<PositionStats> {
+        PositionStats::fit_refs(&maps.iter().collect::<Vec<_>>())
+    }
+
+    /// [`PositionStats::fit`] over borrowed maps.
+    pub fn fit_refs(maps: &[&Array2<f32>]) -> Option<PositionStats> {
         let first = maps.first()?;
         if maps.len() < 2 || maps.iter().any(|m| m.dim() != first.dim()) {
             return None;
@@ -37,7 +42,7 @@ impl PositionStats {
         let mut sum = Array2::<f64>::zeros(first.dim());
         let mut sum_sq = Array2::<f64>::zeros(first.dim());
         for m in maps {
-            Zip::from(&mut sum).and(&mut sum_sq).and(m).for_each(|s, q, &x| {
+            Zip::from(&mut sum).and(&mut sum_sq).and(*m).for_each(|s, q, &x| {
                 *s += x as f64;
                 *q += (x as f64) * (x as f64);
             });

@@ -14,9 +14,10 @@ use super::features::FeatureCache;
 use super::kmeans::kmeans;
 use super::loss::{cfa_loss, LossGrad};
 use super::optim::{AdamW, AdamWConfig};
+use crate::cfa::anomaly_map::patch_scores;
 use crate::cfa::descriptor::DescriptorWeights;
 use crate::cfa::graph;
-use crate::cfa::knn::Knn;
+use crate::cfa::knn::{Knn, KnnPrecision};
 use crate::model::manifest::RadiusMode;
 use crate::model::runtime::{Provider, Runtime};
 use crate::model::scorer::ScoreError;
@@ -163,11 +164,20 @@ pub struct Trainer {
     bank: Array2<f32>,
     bank_rows: Array2<f32>,
     knn: TrainingKnn,
+    /// The scorer's K-nearest search (int8 candidates, exact re-rank, where the CPU has VNNI)
+    /// for [`Trainer::nearest_k`], when training runs on the CPU.
+    scoring: Option<Knn>,
     optimiser: AdamW,
     rng: SplitMix64,
     order: Vec<usize>,
     epochs_done: usize,
+    /// Each training image's raw patch scores `[h, w]` from the latest epoch's steps (by
+    /// image index), kept when [`Trainer::keep_patch_scores`] asked for them.
+    patch_maps: Option<PatchMaps>,
 }
+
+/// The grid `(h, w)` and each training image's latest patch scores.
+type PatchMaps = ((usize, usize), Vec<Option<Array2<f32>>>);
 
 impl Trainer {
     /// Initialises the descriptor (seeded), builds the memory bank from `bank_cache` (the
@@ -182,6 +192,14 @@ impl Trainer {
         let weights = DescriptorWeights::init(c_in, (c_in / cfg.gamma_d.max(1)).max(1), cfg.seed);
         let bank = memory_bank(bank_cache, &weights, cfg.gamma_c, cfg.seed, cfg.bank_groups);
         let knn = TrainingKnn::new(runtime, &bank, cfg.k + cfg.j, cache.patches())?;
+        let scoring = match knn {
+            TrainingKnn::Kernel { .. } => Some(
+                Knn::new(bank.view(), cfg.k)
+                    .with_precision(bank.view(), KnnPrecision::Auto)
+                    .expect("auto precision falls back to fp32"),
+            ),
+            TrainingKnn::Graph(_) => None,
+        };
         let params = weights.weight.len() + weights.bias.len() + 1;
         Ok(Trainer {
             radius: cfg.radius,
@@ -190,9 +208,11 @@ impl Trainer {
             optimiser: AdamW::new(cfg.optim, params),
             weights,
             knn,
+            scoring,
             rng: SplitMix64::new(cfg.seed ^ 0x5EED),
             order: (0..cache.inputs.len()).collect(),
             epochs_done: 0,
+            patch_maps: None,
             cfg,
         })
     }
@@ -231,6 +251,19 @@ impl Trainer {
         Ok(total / steps_per_epoch as f32)
     }
 
+    /// Keeps every training image's patch scores (grid `h × w`) as each step finds its
+    /// neighbours, at no extra search: [`Trainer::epoch_patch_scores`].
+    pub fn keep_patch_scores(&mut self, grid: (usize, usize)) {
+        self.patch_maps = Some((grid, vec![None; self.order.len()]));
+    }
+
+    /// The training images' raw patch scores from the latest epoch's steps (each from the
+    /// descriptor before its step's update), once every image has had one.
+    pub fn epoch_patch_scores(&self) -> Option<Vec<&Array2<f32>>> {
+        let (_, maps) = self.patch_maps.as_ref()?;
+        maps.iter().map(Option::as_ref).collect()
+    }
+
     /// The current descriptor and radius.
     pub fn snapshot(&self) -> (DescriptorWeights, f32) {
         (self.weights.clone(), self.radius)
@@ -243,8 +276,18 @@ impl Trainer {
 
     /// The K nearest squared distances (ascending) of every row of the current descriptor's
     /// output for `x` (`[P, C + 2]`), as `[P, K]`.
+    /// On the CPU this is the scorer's own search, so validation scores as the bundle will.
     pub fn nearest_k(&mut self, x: ArrayView2<f32>) -> Result<Array2<f32>, ScoreError> {
         let phi = descriptor_rows(x, &self.weights);
+        if let (Some(knn), TrainingKnn::Kernel { threads, .. }) = (&self.scoring, &self.knn) {
+            let patches = phi.nrows();
+            let channels_first = phi.t().as_standard_layout().to_owned();
+            let mut out = vec![0.0; patches * knn.k()];
+            let slice = channels_first.as_slice().expect("standard layout");
+            knn.nearest(slice, 1, patches, &mut out, *threads);
+            return Array2::from_shape_vec((patches, knn.k()), out)
+                .map_err(|e| ScoreError::Inference { stage: "validation kNN", reason: e.to_string() });
+        }
         let (dist, _) = self.nearest(&phi)?;
         let width = self.cfg.k + self.cfg.j;
         let full = Array2::from_shape_vec((phi.nrows(), width), dist)
@@ -259,6 +302,15 @@ impl Trainer {
         let views: Vec<ArrayView2<f32>> = parts.iter().map(|p| p.view()).collect();
         let phi = concatenate(Axis(0), &views).expect("same channel count");
         let (dist, index) = self.nearest(&phi)?;
+        if let Some(((h, w), maps)) = self.patch_maps.as_mut() {
+            let width = self.cfg.k + self.cfg.j;
+            let rows = ArrayView2::from_shape((phi.nrows(), width), &dist).expect("K+J per row");
+            let per_image = *h * *w;
+            for (slot, &i) in batch.iter().enumerate() {
+                let topk = rows.slice(s![slot * per_image..(slot + 1) * per_image, ..self.cfg.k]);
+                maps[i] = Some(patch_scores(topk, *h, *w));
+            }
+        }
         let lg = cfa_loss(&dist, self.cfg.k, self.cfg.j, self.radius);
         let (d_weight, d_bias) = backprop(&xs, &phi, &index, &lg, self.bank_rows.view());
         self.apply(&d_weight, &d_bias, lg.grad_radius);

@@ -213,7 +213,7 @@ pub fn train(
                 on(TrainEvent::Validation { done, total })
             })?;
             drop(images);
-            let val = Validation::new(vcache, labels, &masks, s.sigma);
+            let val = Validation::new(vcache, labels, &masks, s.sigma).with_position_norm(s.position_norm);
             let mut forward = |e| {
                 on(match e {
                     SelectEvent::Step(p) => TrainEvent::Step(p),

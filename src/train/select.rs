@@ -4,6 +4,9 @@
 //! material: the held-out good images, and copies of them with the project's own synthetic
 //! defects painted on (subtle ones: clear defects are found at every epoch and would not tell
 //! epochs apart). The validation figure is the image AUROC plus the pixel AUROC on that set.
+//! Where the model standardises each patch position (`position_norm`), the validation maps are
+//! standardised too, with statistics of the training images' patch scores, which each
+//! training step finds anyway, so the epoch is chosen on the scores the bundle will produce.
 //! Training stops once the figure has not improved for `patience` epochs, then keeps the
 //! parameters of the epoch whose figure, averaged with its neighbours', is best. The test
 //! split of a dataset is never read.
@@ -15,6 +18,7 @@ use super::features::FeatureCache;
 use super::fit::{StepProgress, Trainer};
 use crate::cfa::anomaly_map::{anomaly_map, image_score, patch_scores};
 use crate::cfa::blur::GaussianBlur;
+use crate::cfa::position::PositionStats;
 use crate::eval::metrics::{auroc, pixel_auroc};
 use crate::model::scorer::ScoreError;
 use crate::synth::photo::{paint_defect, Level};
@@ -79,6 +83,7 @@ pub struct Validation {
     height: usize,
     width: usize,
     blur: GaussianBlur,
+    position_norm: bool,
 }
 
 impl Validation {
@@ -94,29 +99,52 @@ impl Validation {
                 )
             })
             .collect();
-        Validation { cache, labels, masks, height, width, blur: GaussianBlur::new(sigma) }
+        Validation {
+            cache,
+            labels,
+            masks,
+            height,
+            width,
+            blur: GaussianBlur::new(sigma),
+            position_norm: false,
+        }
     }
 
-    /// Scores the set with the trainer's current descriptor.
+    /// Standardises each patch position before scoring, as a bundle with `position_norm` does.
+    pub fn with_position_norm(mut self, on: bool) -> Validation {
+        self.position_norm = on;
+        self
+    }
+
+    /// Scores the set with the trainer's current descriptor. When the set is standardised,
+    /// the position statistics come from the training images' patch scores of the latest
+    /// epoch's steps, or, before the first epoch, from scoring `train` (the training images'
+    /// features).
     pub fn evaluate(
         &self,
         trainer: &mut Trainer,
+        train: &FeatureCache,
         epoch: usize,
         loss: f32,
     ) -> Result<EpochRecord, ScoreError> {
-        let (h, w) = self.cache.grid;
+        let positions = match (self.position_norm, trainer.epoch_patch_scores()) {
+            (false, _) => None,
+            (true, Some(maps)) => PositionStats::fit_refs(&maps),
+            (true, None) => {
+                let inputs: Vec<&Array2<f32>> = train.inputs.iter().collect();
+                PositionStats::fit(&raw_patch_scores(trainer, &inputs, train.grid)?)
+            }
+        };
         let mut scores = Vec::with_capacity(self.labels.len());
         let mut maps = Vec::with_capacity(self.labels.len());
-        for chunk in self.cache.inputs.chunks(BATCH) {
-            let views: Vec<ArrayView2<f32>> = chunk.iter().map(|x| x.view()).collect();
-            let rows = ndarray::concatenate(ndarray::Axis(0), &views).expect("same channel count");
-            let topk = trainer.nearest_k(rows.view())?;
-            for i in 0..chunk.len() {
-                let patch = patch_scores(topk.slice(ndarray::s![i * h * w..(i + 1) * h * w, ..]), h, w);
-                let map = anomaly_map(patch.view(), self.height, self.width, &self.blur);
-                scores.push(image_score(map.view()));
-                maps.push(map.slice(ndarray::s![..;PIXEL_STRIDE, ..;PIXEL_STRIDE]).to_owned());
+        let inputs: Vec<&Array2<f32>> = self.cache.inputs.iter().collect();
+        for mut patch in raw_patch_scores(trainer, &inputs, self.cache.grid)? {
+            if let Some(p) = positions.as_ref().filter(|p| p.grid() == patch.dim()) {
+                p.apply(&mut patch);
             }
+            let map = anomaly_map(patch.view(), self.height, self.width, &self.blur);
+            scores.push(image_score(map.view()));
+            maps.push(map.slice(ndarray::s![..;PIXEL_STRIDE, ..;PIXEL_STRIDE]).to_owned());
         }
         let map_views: Vec<ArrayView2<f32>> = maps.iter().map(|m| m.view()).collect();
         let mask_views: Vec<ArrayView2<bool>> = self.masks.iter().map(|m| m.view()).collect();
@@ -127,6 +155,24 @@ impl Validation {
             pixel_auroc: pixel_auroc(&map_views, &mask_views).unwrap_or(f64::NAN),
         })
     }
+}
+
+/// Each cached input's patch scores `[h, w]` under the trainer's current descriptor.
+fn raw_patch_scores(
+    trainer: &mut Trainer,
+    inputs: &[&Array2<f32>],
+    (h, w): (usize, usize),
+) -> Result<Vec<Array2<f32>>, ScoreError> {
+    let mut out = Vec::with_capacity(inputs.len());
+    for chunk in inputs.chunks(BATCH) {
+        let views: Vec<ArrayView2<f32>> = chunk.iter().map(|x| x.view()).collect();
+        let rows = ndarray::concatenate(ndarray::Axis(0), &views).expect("same channel count");
+        let topk = trainer.nearest_k(rows.view())?;
+        for i in 0..chunk.len() {
+            out.push(patch_scores(topk.slice(ndarray::s![i * h * w..(i + 1) * h * w, ..]), h, w));
+        }
+    }
+    Ok(out)
 }
 
 /// When to stop.
@@ -174,7 +220,10 @@ pub fn fit_selected(
     sel: Selection,
     on: &mut dyn FnMut(SelectEvent),
 ) -> Result<(super::fit::Fitted, Selected), ScoreError> {
-    let first = val.evaluate(&mut trainer, 0, f32::NAN)?;
+    let first = val.evaluate(&mut trainer, cache, 0, f32::NAN)?;
+    if val.position_norm {
+        trainer.keep_patch_scores(cache.grid);
+    }
     // The descriptor is small (C' × (C + 2) floats), so every epoch's parameters are kept and
     // the choice can look at the whole curve.
     let mut snapshots = vec![trainer.snapshot()];
@@ -186,7 +235,7 @@ pub fn fit_selected(
     while losses.len() < sel.max_epochs && since_best < sel.patience.max(1) {
         let loss = trainer.epoch(cache, &mut |p| on(SelectEvent::Step(p)))?;
         losses.push(loss);
-        let record = val.evaluate(&mut trainer, losses.len(), loss)?;
+        let record = val.evaluate(&mut trainer, cache, losses.len(), loss)?;
         curve.push(record);
         snapshots.push(trainer.snapshot());
         if record.figure() > best.figure() {
